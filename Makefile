@@ -1,0 +1,49 @@
+# Two commands do everything on a fresh Debian 12 machine:
+#   make bench   build the patched kernel, boot it, run the benchmark
+#   make test    the test suite (host unit tests, then the VM suite)
+# KERNEL_SRC=/path/to/linux builds your own tree instead of Debian's source.
+
+PYTHON3 ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+# vng and the other tools the harness calls live in the venv.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+PYTEST_ARGS ?=
+HARNESS_ARGS := $(if $(DEBUG),--debug)
+
+.PHONY: all bench test build deps venv lint smoke shell clean-venv
+
+all: bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON3) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+deps: venv
+	$(PY) -m harness deps
+
+build: deps
+	$(PY) -m harness build $(HARNESS_ARGS)
+
+bench: build
+	$(PY) -m harness smoke --no-build $(HARNESS_ARGS)
+
+lint: venv
+	$(PY) -m ruff check harness tests
+
+test: build lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+smoke: build
+	$(PY) -m harness smoke --no-build $(HARNESS_ARGS)
+
+shell: build
+	$(PY) -m harness shell --no-build $(HARNESS_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

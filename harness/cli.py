@@ -1,0 +1,129 @@
+"""``python -m harness build|boot|run|smoke|test``.
+
+Every failure the user can act on is a :class:`HarnessError`, printed as
+one line of what is wrong and one of what to do, never only a traceback.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from harness import hostdeps, paths
+from harness.errors import HarnessError
+from harness.kernel.prepare import Kernel, built, prepare
+from harness.progress import say
+from harness.vm import accel
+from harness.vm.boot import BootOptions, vng_command
+from harness.vm.session import Session
+
+
+def boot_options() -> BootOptions:
+    paths.RESULTS.mkdir(exist_ok=True)
+    return BootOptions(accel=accel.detect(), rwdirs=[paths.RESULTS])
+
+
+def _kernel(args: argparse.Namespace) -> Kernel:
+    return built(args.debug) if args.no_build else prepare(args.debug)
+
+
+def cmd_deps(args: argparse.Namespace) -> int:
+    hostdeps.ensure()
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    hostdeps.ensure()
+    k = prepare(args.debug)
+    say(f"kernel {k.release} (series {k.series}) at {k.bzimage}")
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    k = _kernel(args)
+    cmd = vng_command(Path(k.tree), boot_options())
+    os.execvpe(cmd[0], cmd, paths.tool_env())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.command:
+        raise HarnessError("run needs a command", "python -m harness run -- uname -a")
+    k = _kernel(args)
+    with Session(Path(k.tree), boot_options()) as s:
+        r = s.run(" ".join(args.command), timeout=args.timeout)
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(r.stderr)
+    return r.rc
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    """Boot, check the kernel and KVM, load the doorbell: the foundation works."""
+    k = _kernel(args)
+    checks = [
+        ("kernel", "uname -r"),
+        ("kvm", "ls -l /dev/kvm && cat /sys/module/kvm_amd/parameters/npt "
+                "/sys/module/kvm_amd/parameters/nested 2>/dev/null || "
+                "cat /sys/module/kvm_intel/parameters/ept"),
+        ("doorbell", f"insmod {k.doorbell_ko} && ls -l /dev/doorbell && rmmod doorbell"),
+    ]
+    with Session(Path(k.tree), boot_options()) as s:
+        s.run("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel")
+        for name, cmd in checks:
+            r = s.run(cmd)
+            status = "ok" if r.rc == 0 else f"FAILED (exit {r.rc})"
+            say(f"smoke {name}: {status}: {(r.stdout + r.stderr).strip()}")
+            if r.rc:
+                return 1
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=paths.REPO)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str,
+            kernel: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.set_defaults(fn=fn)
+        if kernel:
+            sp.add_argument("--debug", action="store_true",
+                            help="the debug kernel (KASAN, lockdep, kmemleak)")
+            sp.add_argument("--no-build", action="store_true",
+                            help="use the last built kernel without running make")
+        return sp
+
+    add("deps", cmd_deps, "install missing host packages", kernel=False)
+    add("build", cmd_build, "apply kernel-patch/ and build kernel, module and selftest")
+    add("shell", cmd_shell, "boot the kernel with an interactive shell")
+    r = add("run", cmd_run, "boot, run one command, print its output, exit with its code")
+    r.add_argument("--timeout", type=float, default=600.0)
+    r.add_argument("command", nargs=argparse.REMAINDER)
+    add("smoke", cmd_smoke, "boot and check kernel, KVM and doorbell")
+    t = add("test", cmd_test, "run the test suite (pytest arguments follow)", kernel=False)
+    t.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "command", None) and args.command[0] == "--":
+        args.command = args.command[1:]
+    try:
+        return args.fn(args)
+    except HarnessError as e:
+        print(f"error: {e.what}", file=sys.stderr)
+        if e.hint:
+            print(f"       {e.hint}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"error: {e.filename or e} not found", file=sys.stderr)
+        print("       run 'make deps' (or 'make venv') to install the tools", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

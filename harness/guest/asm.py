@@ -1,0 +1,256 @@
+"""A tiny x86 emitter for the 16-bit real-mode L2 guest programs.
+
+Why not an assembler binary: the harness must build guests on machines that
+have only Python, and the programs need a dozen instructions.  Every
+instruction has its own method whose docstring names the encoding (Intel SDM
+notation), so no byte in a program is an unexplained hex blob, and
+:meth:`Asm.listing` shows each instruction's address, bytes and mnemonic.
+
+Real-mode conventions: the default operand and address size is 16 bits; an
+``0x66`` operand-size prefix selects the 32-bit form of an instruction.
+Memory operands are absolute 16-bit offsets in DS (``[moffs16]``), and every
+branch is a rel8 branch (loops here are a few bytes long; a branch that does
+not fit raises).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OPSIZE = 0x66
+"""Operand-size override prefix: 32-bit operands in a 16-bit code segment."""
+
+REGS8 = ("al", "cl", "dl", "bl", "ah", "ch", "dh", "bh")
+REGS16 = ("ax", "cx", "dx", "bx", "sp", "bp", "si", "di")
+REGS32 = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+
+ACCUMULATOR = {1: "al", 2: "ax", 4: "eax"}
+"""The register ``in``/``out`` and the moffs forms of ``mov`` use, by size."""
+
+MODRM_DISP16 = 0b110
+"""ModRM r/m value that, with mod=00 and 16-bit addressing, means [disp16]."""
+
+
+@dataclass(frozen=True)
+class Reg:
+    """A general-purpose register: its 3-bit ModRM number and size in bytes."""
+
+    name: str
+    code: int
+    size: int
+
+
+def reg(name: str) -> Reg:
+    """Look a register up by its Intel name (``al``, ``si``, ``ebx``, ...)."""
+    for size, table in ((1, REGS8), (2, REGS16), (4, REGS32)):
+        if name in table:
+            return Reg(name, table.index(name), size)
+    raise ValueError(f"unknown register {name!r}")
+
+
+def _check_size(size: int) -> None:
+    if size not in (1, 2, 4):
+        raise ValueError(f"access size must be 1, 2 or 4 bytes in real mode, not {size}")
+
+
+def _imm(value: int, size: int) -> bytes:
+    """Little-endian immediate; negative values are two's complement."""
+    if not -(1 << (8 * size - 1)) <= value < (1 << (8 * size)):
+        raise ValueError(f"immediate {value:#x} does not fit in {size} bytes")
+    return (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+
+def _prefix(size: int) -> bytes:
+    """The operand-size prefix a ``size``-byte operation needs in 16-bit code."""
+    return bytes([OPSIZE]) if size == 4 else b""
+
+
+@dataclass(frozen=True)
+class Insn:
+    """One emitted instruction: offset from the program start, bytes, text."""
+
+    offset: int
+    code: bytes
+    mnemonic: str
+
+
+@dataclass
+class _Branch:
+    """A rel8 displacement to patch once the target label is known."""
+
+    index: int
+    label: str
+
+
+class Asm:
+    """Emit a real-mode program instruction by instruction.
+
+    ``origin`` is the guest address the first byte is loaded at; listings
+    show guest addresses so they line up with a guest RIP in an error.
+    """
+
+    def __init__(self, origin: int = 0) -> None:
+        self.origin = origin
+        self._insns: list[Insn] = []
+        self._labels: dict[str, int] = {}
+        self._branches: list[_Branch] = []
+        self._size = 0
+
+    # -- bookkeeping ----------------------------------------------------------
+    def _emit(self, code: bytes, mnemonic: str) -> None:
+        self._insns.append(Insn(self._size, bytes(code), mnemonic))
+        self._size += len(code)
+
+    @property
+    def here(self) -> int:
+        """Guest address of the next instruction."""
+        return self.origin + self._size
+
+    def label(self, name: str) -> None:
+        """Name the address of the next instruction, for branches."""
+        if name in self._labels:
+            raise ValueError(f"label {name!r} defined twice")
+        self._labels[name] = self._size
+
+    def _branch(self, opcode: int, mnemonic: str, target: str) -> None:
+        self._branches.append(_Branch(len(self._insns), target))
+        self._emit(bytes([opcode, 0]), f"{mnemonic} {target}")
+
+    def _resolved(self) -> list[Insn]:
+        insns = list(self._insns)
+        for branch in self._branches:
+            if branch.label not in self._labels:
+                raise ValueError(f"branch to undefined label {branch.label!r}")
+            insn = insns[branch.index]
+            rel = self._labels[branch.label] - (insn.offset + len(insn.code))
+            if not -128 <= rel <= 127:
+                raise ValueError(f"branch to {branch.label!r} is {rel} bytes: not a rel8")
+            insns[branch.index] = Insn(insn.offset, insn.code[:1] + _imm(rel, 1), insn.mnemonic)
+        return insns
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Label name -> guest address."""
+        return {name: self.origin + off for name, off in self._labels.items()}
+
+    def assemble(self) -> bytes:
+        """The program's machine code, branches resolved."""
+        return b"".join(insn.code for insn in self._resolved())
+
+    def listing(self) -> list[tuple[int, bytes, str]]:
+        """``(guest address, bytes, mnemonic)`` per instruction, for debugging."""
+        return [(self.origin + i.offset, i.code, i.mnemonic) for i in self._resolved()]
+
+    def listing_text(self) -> str:
+        """The listing as text, one instruction per line."""
+        return "\n".join(
+            f"{addr:#06x}  {code.hex(' '):<24} {text}" for addr, code, text in self.listing()
+        )
+
+    # -- data movement ----------------------------------------------------------
+    def mov_imm(self, dst: str, value: int) -> None:
+        """``mov r, imm``: B0+rb ib (8-bit), B8+rw iw (16-bit), 66 B8+rd id (32-bit)."""
+        r = reg(dst)
+        opcode = (0xB0 if r.size == 1 else 0xB8) + r.code
+        imm = _imm(value, r.size)
+        shown = int.from_bytes(imm, "little")  # as the CPU sees it: -1 is 0xffffffff
+        self._emit(_prefix(r.size) + bytes([opcode]) + imm, f"mov {dst}, {shown:#x}")
+
+    def mov_reg(self, dst: str, src: str) -> None:
+        """``mov r/m, r`` register form: 88 /r (8-bit), [66] 89 /r, ModRM mod=11 reg=src rm=dst."""
+        d, s = reg(dst), reg(src)
+        if d.size != s.size:
+            raise ValueError(f"mov {dst}, {src}: operand sizes differ")
+        opcode = 0x88 if d.size == 1 else 0x89
+        modrm = 0b11_000_000 | (s.code << 3) | d.code
+        self._emit(_prefix(d.size) + bytes([opcode, modrm]), f"mov {dst}, {src}")
+
+    def store(self, addr: int, src: str) -> None:
+        """``mov [addr], r``: A2/[66] A3 moffs16 for the accumulator, else
+        88 /r or [66] 89 /r with ModRM mod=00 rm=110 (disp16)."""
+        r = reg(src)
+        if r.code == 0:  # al/ax/eax have the shorter moffs encoding
+            opcode = bytes([0xA2 if r.size == 1 else 0xA3])
+        else:
+            modrm = (r.code << 3) | MODRM_DISP16
+            opcode = bytes([0x88 if r.size == 1 else 0x89, modrm])
+        self._emit(_prefix(r.size) + opcode + _imm(addr, 2), f"mov [{addr:#06x}], {src}")
+
+    def load(self, dst: str, addr: int) -> None:
+        """``mov r, [addr]``: A0/[66] A1 moffs16 for the accumulator, else
+        8A /r or [66] 8B /r with ModRM mod=00 rm=110 (disp16)."""
+        r = reg(dst)
+        if r.code == 0:
+            opcode = bytes([0xA0 if r.size == 1 else 0xA1])
+        else:
+            modrm = (r.code << 3) | MODRM_DISP16
+            opcode = bytes([0x8A if r.size == 1 else 0x8B, modrm])
+        self._emit(_prefix(r.size) + opcode + _imm(addr, 2), f"mov {dst}, [{addr:#06x}]")
+
+    def or_reg(self, dst: str, src: str) -> None:
+        """``or r/m, r`` register form: 08 /r (8-bit), [66] 09 /r, ModRM mod=11 reg=src rm=dst."""
+        d, s = reg(dst), reg(src)
+        if d.size != s.size:
+            raise ValueError(f"or {dst}, {src}: operand sizes differ")
+        opcode = 0x08 if d.size == 1 else 0x09
+        modrm = 0b11_000_000 | (s.code << 3) | d.code
+        self._emit(_prefix(d.size) + bytes([opcode, modrm]), f"or {dst}, {src}")
+
+    # -- port I/O -------------------------------------------------------------------
+    def out_dx(self, size: int) -> None:
+        """``out dx, al|ax|eax``: EE (8-bit), EF (16-bit), 66 EF (32-bit)."""
+        _check_size(size)
+        opcode = 0xEE if size == 1 else 0xEF
+        self._emit(_prefix(size) + bytes([opcode]), f"out dx, {ACCUMULATOR[size]}")
+
+    def in_dx(self, size: int) -> None:
+        """``in al|ax|eax, dx``: EC (8-bit), ED (16-bit), 66 ED (32-bit)."""
+        _check_size(size)
+        opcode = 0xEC if size == 1 else 0xED
+        self._emit(_prefix(size) + bytes([opcode]), f"in {ACCUMULATOR[size]}, dx")
+
+    # -- arithmetic and control flow ----------------------------------------------------
+    def dec(self, dst: str) -> None:
+        """``dec r16/r32``: 48+rw / 66 48+rd (the one-byte form exists outside 64-bit mode)."""
+        r = reg(dst)
+        if r.size == 1:
+            raise ValueError("dec of an 8-bit register is not needed here")
+        self._emit(_prefix(r.size) + bytes([0x48 + r.code]), f"dec {dst}")
+
+    def jnz(self, target: str) -> None:
+        """``jnz rel8``: 75 cb."""
+        self._branch(0x75, "jnz", target)
+
+    def jmp(self, target: str) -> None:
+        """``jmp rel8``: EB cb."""
+        self._branch(0xEB, "jmp", target)
+
+    def loop(self, target: str) -> None:
+        """``loop rel8``: E2 cb (decrements CX, branches while CX != 0)."""
+        self._branch(0xE2, "loop", target)
+
+    def cpuid(self) -> None:
+        """``cpuid``: 0F A2.  Always intercepted by KVM; clobbers EAX/EBX/ECX/EDX."""
+        self._emit(bytes([0x0F, 0xA2]), "cpuid")
+
+    def hlt(self) -> None:
+        """``hlt``: F4."""
+        self._emit(bytes([0xF4]), "hlt")
+
+    def nop(self) -> None:
+        """``nop``: 90."""
+        self._emit(bytes([0x90]), "nop")
+
+    def int3(self) -> None:
+        """``int3``: CC (breakpoint trap, vector 3)."""
+        self._emit(bytes([0xCC]), "int3")
+
+    def ud2(self) -> None:
+        """``ud2``: 0F 0B (always raises #UD, vector 6)."""
+        self._emit(bytes([0x0F, 0x0B]), "ud2")
+
+    def lidt(self, addr: int) -> None:
+        """``lidt [addr]``: 0F 01 /3 with ModRM mod=00 reg=3 rm=110 (disp16);
+        loads IDTR from a 6-byte limit:base pseudo-descriptor."""
+        modrm = (3 << 3) | MODRM_DISP16
+        self._emit(bytes([0x0F, 0x01, modrm]) + _imm(addr, 2), f"lidt [{addr:#06x}]")

@@ -1,0 +1,81 @@
+"""Debian packages the harness needs on the host, installed when missing.
+
+``udev`` is on the list for a reason that is easy to miss: without it the
+virtme-ng guest finds no virtio-serial ports, its output is lost and vng
+exits 255.
+"""
+
+import os
+import shutil
+import subprocess
+
+from harness.errors import HarnessError
+from harness.progress import phase, say
+
+# Pinned so the series' recorded base (kernel-patch/BASE) is what gets built.
+LINUX_SOURCE = "linux-source-6.12"
+LINUX_SOURCE_VERSION = "6.12.117-1~deb12u1"
+
+PACKAGES: dict[str, str] = {
+    LINUX_SOURCE: "the kernel source the series applies to",
+    "qemu-system-x86": "QEMU, which virtme-ng boots the kernel in",
+    "udev": "virtio-serial ports in the guest (vng's output and exit code)",
+    "build-essential": "gcc and make for the kernel",
+    "flex": "the kernel build",
+    "bison": "the kernel build",
+    "bc": "the kernel build",
+    "libelf-dev": "the kernel build (objtool)",
+    "libssl-dev": "the kernel build (certs)",
+    "cpio": "the kernel build",
+    "kmod": "depmod for module installs",
+    "xz-utils": "unpacking linux-source",
+    "sparse": "the sparse gate on virt/kvm",
+    "busybox-static": "virtme-ng's initramfs",
+}
+
+
+def missing(packages: list[str]) -> list[str]:
+    """Packages from *packages* that dpkg does not list as installed."""
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *packages],
+        capture_output=True,
+        text=True,
+    ).stdout
+    installed = {line.split()[0] for line in out.splitlines() if line.endswith(" installed")}
+    return [p for p in packages if p not in installed]
+
+
+def _apt(args: list[str]) -> subprocess.CompletedProcess[str]:
+    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    return subprocess.run(
+        [*prefix, "apt-get", *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+    )
+
+
+def ensure() -> None:
+    """Install whatever is missing, or say which package could not be had."""
+    if not shutil.which("dpkg-query"):
+        raise HarnessError("this host has no dpkg", "the harness expects Debian 12; install "
+                           + ", ".join(PACKAGES) + " by hand")
+    need = missing(list(PACKAGES))
+    if not need:
+        return
+    with phase(f"installing {' '.join(need)}"):
+        _apt(["update", "-q"])
+        names = [f"{LINUX_SOURCE}={LINUX_SOURCE_VERSION}" if p == LINUX_SOURCE else p
+                 for p in need]
+        r = _apt(["install", "-y", "-q", "--no-install-recommends", *names])
+        if r.returncode != 0:
+            # Try one at a time so the message can name the culprit.
+            for name, pkg in zip(names, need, strict=True):
+                if _apt(["install", "-y", "-q", "--no-install-recommends", name]).returncode:
+                    raise HarnessError(
+                        f"{pkg} is missing and could not be installed ({PACKAGES[pkg]})",
+                        f"run 'apt-get install {name}' as root and read its error",
+                    )
+    still = missing(need)
+    if still:
+        raise HarnessError(f"still missing after apt-get: {' '.join(still)}",
+                           "install them by hand")
+    say("host packages: all present")

@@ -1,0 +1,1 @@
+"""The patched kernel: source tree, series, config and build."""

@@ -1,0 +1,111 @@
+"""From nothing to a bootable patched kernel, doing only what changed.
+
+``prepare()`` runs every step (source, series, config, kernel, headers, the
+doorbell module, the selftest); each step is a no-op or an incremental make
+when its inputs are unchanged.  The result is recorded so that later steps
+(booting, tests) can find the kernel without running make again.
+"""
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness import paths
+from harness.errors import HarnessError
+from harness.kernel import build, config, series, source
+
+SELFTESTS = ["x86_64/iofd_test"]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A built kernel and what was built with it."""
+
+    flavour: str
+    tree: str
+    bzimage: str
+    release: str
+    series: str
+    doorbell_ko: str
+    headers: str        # make headers output: <headers>/include/linux/kvm.h
+    selftests: str      # tools/testing/selftests/kvm in the tree
+
+
+def flavour_of(debug: bool) -> str:
+    return "debug" if debug else "default"
+
+
+def _kernel_src() -> Path | None:
+    src = os.environ.get("KERNEL_SRC")
+    return Path(src) if src else None
+
+
+def _record(cache: Path, flavour: str) -> Path:
+    return cache / "state" / f"kernel-{flavour}.json"
+
+
+def prepare(debug: bool = False) -> Kernel:
+    cache = paths.cache_root()
+    flavour = flavour_of(debug)
+    tree = source.tree(cache, _kernel_src(), flavour)
+    if _kernel_src() is None:
+        source.check_debian_base(tree.repo, paths.KERNEL_PATCH_DIR / "BASE")
+    s = series.load(paths.KERNEL_PATCH_DIR)
+    series.apply(cache, tree, s)
+
+    logs = cache / "logs" / tree.name
+    logs.mkdir(parents=True, exist_ok=True)
+    state = cache / "state"
+    fragments = [paths.FRAGMENT] + ([paths.DEBUG_FRAGMENT] if debug else [])
+    config.configure(tree.path, fragments, logs / "config.log", state / f"{tree.name}.config")
+
+    first = not (tree.path / "vmlinux").exists()
+    build.check_disk(tree.path, first)
+    steps_file = state / "full-build-steps"
+    expected = int(steps_file.read_text()) if steps_file.exists() else build.FULL_BUILD_STEPS
+    localversion = f"-iofd-{s.id}" + ("-debug" if debug else "")
+    steps = build.make(tree.path, ["bzImage", "modules"], logs / "build.log",
+                       "building the kernel" + (" (debug)" if debug else ""),
+                       extra=[f"LOCALVERSION={localversion}"],
+                       expected_steps=expected if first else None)
+    if first:
+        steps_file.write_text(str(steps))
+    build.make(tree.path, ["headers"], logs / "headers.log", "exporting uAPI headers")
+
+    module_dir = cache / "build" / tree.name / "doorbell"
+    shutil.rmtree(module_dir, ignore_errors=True)
+    shutil.copytree(paths.DOORBELL_SRC, module_dir)
+    build.make(tree.path, ["modules"], logs / "doorbell.log", "building the doorbell module",
+               extra=[f"M={module_dir}", "W=1", f"LOCALVERSION={localversion}"])
+
+    kvm_tests = tree.path / "tools" / "testing" / "selftests" / "kvm"
+    build.make(kvm_tests, [str(kvm_tests / t) for t in SELFTESTS], logs / "selftests.log",
+               "building the KVM_IOFD selftest")
+
+    k = Kernel(
+        flavour=flavour,
+        tree=str(tree.path),
+        bzimage=str(tree.path / "arch" / "x86" / "boot" / "bzImage"),
+        release=(tree.path / "include" / "config" / "kernel.release").read_text().strip(),
+        series=s.id,
+        doorbell_ko=str(module_dir / "doorbell.ko"),
+        headers=str(tree.path / "usr"),
+        selftests=str(kvm_tests),
+    )
+    rec = _record(cache, flavour)
+    rec.write_text(json.dumps(asdict(k), indent=1))
+    return k
+
+
+def built(debug: bool = False) -> Kernel:
+    """The kernel the last ``prepare()`` built, without running make."""
+    rec = _record(paths.cache_root(), flavour_of(debug))
+    if not rec.exists():
+        raise HarnessError(f"no {flavour_of(debug)} kernel has been built yet",
+                           "run 'make build'" + (" DEBUG=1" if debug else ""))
+    k = Kernel(**json.loads(rec.read_text()))
+    if not Path(k.bzimage).exists():
+        raise HarnessError(f"{k.bzimage} is gone", "run 'make build' again")
+    return k

@@ -1,0 +1,1 @@
+"""Userspace KVM access: ioctl encoding, uAPI bindings and a minimal VMM."""

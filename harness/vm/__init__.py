@@ -1,0 +1,1 @@
+"""The test VM: acceleration, virtme-ng command line, console session, splats."""

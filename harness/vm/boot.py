@@ -1,0 +1,36 @@
+"""The virtme-ng command line for booting a built kernel.
+
+Under TCG the VM gets exactly one vCPU: with two, the guest oopsed the
+first time KVM ran a VM (cross-CPU code patching of a static key).
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.vm.accel import Decision
+
+
+@dataclass
+class BootOptions:
+    accel: Decision
+    memory: str = "2G"
+    rwdirs: list[Path] = field(default_factory=list)
+    append: list[str] = field(default_factory=list)
+    ssh_port: int | None = None
+
+
+def vng_command(tree: Path, opts: BootOptions, exec_cmd: str | None = None) -> list[str]:
+    cmd = ["vng", "--run", str(tree), "--cpus", "1", "--memory", opts.memory,
+           "--qemu-opts=-no-reboot"]
+    if opts.accel.accel == "tcg":
+        cmd.append("--disable-kvm")
+    for d in opts.rwdirs:
+        cmd.append(f"--rwdir={d}")
+    # Reboot on panic; with -no-reboot QEMU then exits instead of hanging.
+    for a in ["panic=-1", *opts.append]:
+        cmd += ["--append", a]
+    if opts.ssh_port is not None:
+        cmd += ["--ssh", str(opts.ssh_port), "--ssh-tcp"]
+    if exec_cmd is not None:
+        cmd += ["--exec", exec_cmd]
+    return cmd

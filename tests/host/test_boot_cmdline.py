@@ -1,0 +1,22 @@
+"""The vng command line: one vCPU, TCG flag, shared dirs, panic handling."""
+
+from pathlib import Path
+
+from harness.vm.accel import Decision
+from harness.vm.boot import BootOptions, vng_command
+
+
+def test_tcg_one_vcpu() -> None:
+    cmd = vng_command(Path("/k"), BootOptions(accel=Decision("tcg", "test"),
+                                              rwdirs=[Path("/r")]))
+    assert cmd[:3] == ["vng", "--run", "/k"]
+    assert cmd[cmd.index("--cpus") + 1] == "1"
+    assert "--disable-kvm" in cmd
+    assert "--rwdir=/r" in cmd
+    assert "panic=-1" in cmd
+
+
+def test_kvm_and_exec() -> None:
+    cmd = vng_command(Path("/k"), BootOptions(accel=Decision("kvm", "test")), exec_cmd="true")
+    assert "--disable-kvm" not in cmd
+    assert cmd[-2:] == ["--exec", "true"]

@@ -1,0 +1,342 @@
+"""The VMM, the guest programs and the native loop on this machine's /dev/kvm.
+
+Only mainline KVM is needed (no KVM_IOFD), so this runs wherever /dev/kvm can
+run a real-mode guest; it is skipped, with the reason, where it cannot.
+Counts are exact on purpose: the benchmark's whole claim is "N exits become
+1", so the baseline of N + 1 must be exact too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import termios
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.guest import programs
+from harness.guest.programs import Access, Program
+from harness.kvm import uapi
+from harness.kvm.vmm import Exit, GuestError, GuestTimeout, RunResult, Vm
+from harness.native import build, run_native
+
+N = 50
+SIZES = (1, 2, 4)
+
+
+def _kvm_unusable() -> str | None:
+    """Why this machine cannot run the tests, or None if it can.
+
+    Opening /dev/kvm is not enough (nested or paravirtual setups may create
+    VMs that cannot run), so the probe runs a one-instruction HLT guest.
+    """
+    if not os.path.exists("/dev/kvm"):
+        return "/dev/kvm does not exist"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "/dev/kvm is not readable and writable by this user"
+    try:
+        with Vm() as vm:
+            vm.load(programs.halt_only())
+            result = vm.create_vcpu().run_to_halt(timeout_s=5)
+    except (OSError, RuntimeError) as exc:  # GuestError is a RuntimeError
+        return f"/dev/kvm cannot run a real-mode HLT guest: {exc}"
+    if result.end != "hlt" or result.exits != 1:
+        return f"/dev/kvm ran the HLT guest oddly: {result}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def kvm_usable() -> None:
+    reason = _kvm_unusable()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def vm(kvm_usable: None) -> Iterator[Vm]:
+    with Vm() as machine:
+        yield machine
+
+
+@pytest.fixture
+def efd() -> Iterator[int]:
+    fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    yield fd
+    os.close(fd)
+
+
+def eventfd_count(fd: int) -> int:
+    """Read and reset the eventfd counter; 0 if it was never signalled."""
+    try:
+        return os.eventfd_read(fd)
+    except BlockingIOError:
+        return 0
+
+
+def run(vm: Vm, program: Program, handler: Callable[[Exit], int | None] | None = None) -> RunResult:
+    vm.load(program)
+    return vm.create_vcpu().run_to_halt(handler=handler, timeout_s=10)
+
+
+def mask(size: int) -> int:
+    return (1 << 8 * size) - 1
+
+
+def result_word(vm: Vm) -> int:
+    return int.from_bytes(vm.read(programs.RESULT_ADDR, 4), "little")
+
+
+# --- exits to userspace --------------------------------------------------------------
+@pytest.mark.parametrize("size", SIZES)
+def test_pio_writes_exit_once_each(vm: Vm, size: int) -> None:
+    seen: list[Exit] = []
+    result = run(vm, programs.pio_write_loop(N, size), seen.append)
+    assert seen == [Exit("io", programs.PIO_PORT, size, True, programs.PATTERN & mask(size))] * N
+    assert result.exits == N + 1  # N writes + the DONE_PORT write
+    assert result.by_reason == {"KVM_EXIT_IO": N + 1}
+    assert (result.end, result.handled, result.interrupted) == ("done", N, 0)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_mmio_writes_exit_once_each(vm: Vm, size: int) -> None:
+    seen: list[Exit] = []
+    result = run(vm, programs.mmio_write_loop(N, size), seen.append)
+    assert seen == [Exit("mmio", programs.MMIO_ADDR, size, True, programs.PATTERN & mask(size))] * N
+    assert result.exits == N + 1
+    assert result.by_reason == {"KVM_EXIT_MMIO": N, "KVM_EXIT_IO": 1}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_mmio_reads_without_handler_return_zero(vm: Vm, size: int) -> None:
+    result = run(vm, programs.mmio_read_loop(N, size))
+    assert result.exits == N + 1
+    assert result.by_reason == {"KVM_EXIT_MMIO": N, "KVM_EXIT_IO": 1}
+    assert result.done_value == 0
+    assert result_word(vm) == 0
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_pio_reads_without_handler_return_zero(vm: Vm, size: int) -> None:
+    result = run(vm, programs.pio_read_loop(N, size))
+    assert result.exits == N + 1
+    assert result.done_value == 0
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_reads_return_the_handler_value(vm: Vm, size: int) -> None:
+    """Proves read data really reaches the guest, so "zero" above means zero."""
+    result = run(vm, programs.mmio_read_loop(3, size), lambda exit_: 0xA5A5A5A5)
+    assert result.done_value == 0xA5A5A5A5 & mask(size)
+    assert result_word(vm) == 0xA5A5A5A5 & mask(size)
+
+
+def test_access_sequence_reports_each_access(vm: Vm) -> None:
+    accesses = [
+        Access("pio", 0x700, 2),
+        Access("mmio", 0x9000, 4),
+        Access("pio", 0x701, 1, write=False),
+        Access("mmio", 0x9003, 1, write=False),
+    ]
+    seen: list[Exit] = []
+    result = run(vm, programs.access_sequence(accesses), lambda e: seen.append(e) or 0)
+    assert [(e.kind, e.addr, e.size, e.is_write) for e in seen] == [
+        ("io", 0x700, 2, True),
+        ("mmio", 0x9000, 4, True),
+        ("io", 0x701, 1, False),
+        ("mmio", 0x9003, 1, False),
+    ]
+    assert result.exits == len(accesses) + 1
+
+
+# --- exits handled in the kernel ---------------------------------------------------------
+def test_cpuid_never_reaches_userspace(vm: Vm) -> None:
+    result = run(vm, programs.cpuid_loop(N))
+    assert result.exits == 1
+    assert result.by_reason == {"KVM_EXIT_IO": 1}
+    assert result.end == "done"
+
+
+def test_elcr_writes_stay_in_kernel_with_irqchip(vm: Vm) -> None:
+    vm.create_irqchip()
+    result = run(vm, programs.elcr_write_loop(N))
+    assert result.exits == 1
+
+
+def test_elcr_writes_exit_without_irqchip(vm: Vm) -> None:
+    result = run(vm, programs.elcr_write_loop(N))
+    assert result.exits == N + 1
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_ioeventfd_pio_wildcard(vm: Vm, efd: int, size: int) -> None:
+    vm.ioeventfd(programs.PIO_PORT, size, efd, pio=True)
+    result = run(vm, programs.pio_write_loop(N, size))
+    assert result.exits == 1
+    assert eventfd_count(efd) == N
+
+
+@pytest.mark.parametrize("length", [1, 2, 4, 0])
+def test_ioeventfd_mmio_wildcard(vm: Vm, efd: int, length: int) -> None:
+    """length 0 is KVM_CAP_IOEVENTFD_NO_LENGTH's "any access size"."""
+    vm.ioeventfd(programs.MMIO_ADDR, length, efd)
+    result = run(vm, programs.mmio_write_loop(N, length or 4))
+    assert result.exits == 1
+    assert eventfd_count(efd) == N
+
+
+def test_ioeventfd_datamatch_miss_exits(vm: Vm, efd: int) -> None:
+    vm.ioeventfd(programs.PIO_PORT, 1, efd, pio=True, datamatch=0x00)
+    result = run(vm, programs.pio_write_loop(N, 1, value=0x01))
+    assert result.exits == N + 1
+    assert eventfd_count(efd) == 0
+
+
+def test_ioeventfd_deassign(vm: Vm, efd: int) -> None:
+    vm.ioeventfd(programs.PIO_PORT, 1, efd, pio=True)
+    vm.ioeventfd(programs.PIO_PORT, 1, efd, pio=True, deassign=True)
+    result = run(vm, programs.pio_write_loop(N, 1))
+    assert result.exits == N + 1
+    assert eventfd_count(efd) == 0
+    with pytest.raises(OSError) as excinfo:
+        vm.ioeventfd(programs.PIO_PORT, 1, efd, pio=True, deassign=True)
+    assert excinfo.value.errno == errno.ENOENT
+
+
+# --- misbehaving guests --------------------------------------------------------------------
+def test_guest_that_never_halts_times_out_naming_rip(vm: Vm) -> None:
+    vm.load(programs.spin_forever())
+    vcpu = vm.create_vcpu()
+    before = signal.getsignal(signal.SIGALRM)
+    start = time.monotonic()
+    with pytest.raises(GuestTimeout, match=r"RIP 0x1000\b") as excinfo:
+        vcpu.run_to_halt(timeout_s=0.3)
+    assert time.monotonic() - start < 5
+    assert excinfo.value.rip == programs.LOAD_ADDR
+    # The watchdog must not outlive the run.
+    assert signal.getsignal(signal.SIGALRM) == before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_triple_fault_is_reported_as_shutdown(vm: Vm) -> None:
+    vm.load(programs.triple_fault())
+    with pytest.raises(GuestError, match="KVM_EXIT_SHUTDOWN at RIP 0x") as excinfo:
+        vm.create_vcpu().run_to_halt(timeout_s=10)
+    assert excinfo.value.reason == uapi.KVM_EXIT_SHUTDOWN
+
+
+def test_handler_errors_propagate(vm: Vm) -> None:
+    def handler(exit_: Exit) -> None:
+        raise ValueError("device model failed")
+
+    with pytest.raises(ValueError, match="device model failed"):
+        run(vm, programs.pio_write_loop(1), handler)
+
+
+def test_iofd_errors_carry_errno(vm: Vm, efd: int) -> None:
+    """Whatever the kernel, a bad call must surface as OSError with errno."""
+    with pytest.raises(OSError) as excinfo:
+        vm.iofd(programs.MMIO_ADDR, 4, efd, extra_flags=1 << 31)
+    assert excinfo.value.errno in (errno.EINVAL, errno.ENOTTY)
+
+
+# --- the native loop --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("make", "io", "mmio"),
+    [
+        (lambda: programs.pio_write_loop(N, 2), N, 0),
+        (lambda: programs.mmio_write_loop(N, 4), 0, N),
+        (lambda: programs.cpuid_loop(N), 0, 0),
+    ],
+)
+def test_native_counts_match_python(vm: Vm, make: Callable[[], Program], io: int, mmio: int) -> None:
+    vm.load(make())
+    result = run_native(vm.create_vcpu())
+    assert (result.exits, result.io_exits, result.mmio_exits) == (io + mmio + 1, io, mmio)
+    assert (result.end, result.rings, result.interrupted) == ("done", 0, 0)
+    assert result.ns > 0
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_native_zero_fills_reads(vm: Vm, size: int) -> None:
+    vm.load(programs.mmio_read_loop(N, size))
+    result = run_native(vm.create_vcpu())
+    assert result.done_value == 0
+    assert result.exits == N + 1
+
+
+def test_native_with_ioeventfd_exits_once(vm: Vm, efd: int) -> None:
+    vm.ioeventfd(programs.PIO_PORT, 1, efd, pio=True)
+    vm.load(programs.pio_write_loop(N, 1))
+    result = run_native(vm.create_vcpu())
+    assert result.exits == 1
+    assert eventfd_count(efd) == N
+
+
+def test_native_rings_once_per_device_exit(vm: Vm, efd: int) -> None:
+    """FIOCLEX stands in for the doorbell's RING: an argument-less ioctl
+    that succeeds on any fd."""
+    vm.load(programs.pio_write_loop(N, 1))
+    result = run_native(vm.create_vcpu(), ring_fd=efd, ring_cmd=termios.FIOCLEX)
+    assert result.rings == N
+    assert result.exits == N + 1
+
+
+def test_native_ring_failure_is_oserror(vm: Vm, efd: int) -> None:
+    vm.load(programs.pio_write_loop(N, 1))
+    with pytest.raises(OSError) as excinfo:
+        run_native(vm.create_vcpu(), ring_fd=efd, ring_cmd=0xDEAD)
+    assert excinfo.value.errno == errno.ENOTTY
+
+
+def test_native_times_out(vm: Vm) -> None:
+    vm.load(programs.spin_forever())
+    with pytest.raises(GuestTimeout, match=r"RIP 0x1000\b"):
+        run_native(vm.create_vcpu(), timeout_s=0.3)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_native_reports_shutdown(vm: Vm) -> None:
+    vm.load(programs.triple_fault())
+    with pytest.raises(GuestError, match="KVM_EXIT_SHUTDOWN") as excinfo:
+        run_native(vm.create_vcpu())
+    assert excinfo.value.reason == uapi.KVM_EXIT_SHUTDOWN
+
+
+def test_vm_close_is_idempotent(kvm_usable: None) -> None:
+    machine = Vm()
+    machine.create_vcpu()
+    machine.close()
+    machine.close()
+
+
+# --- building the native loop (no KVM needed) --------------------------------------------------
+def test_native_build_is_cached_by_source_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = build.build()
+    assert first.parent == tmp_path / "kvm-iofd" / "native"
+    stamp = first.stat().st_mtime_ns
+    assert build.build() == first  # unchanged source: no rebuild
+    assert first.stat().st_mtime_ns == stamp
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temp files left
+
+
+def test_native_build_falls_back_when_cache_is_unwritable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"  # a file where the cache dir's parent should be
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    assert build.build().is_file()
+
+
+def test_native_build_reports_compiler_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "broken.c"
+    broken.write_text("int f(void) { return; }\n")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(build, "SOURCE", broken)
+    with pytest.raises(RuntimeError, match=r"broken\.c"):
+        build.build()

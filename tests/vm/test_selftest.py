@@ -1,0 +1,17 @@
+"""The series' own KVM selftest, run in the VM like any kselftest."""
+
+from pathlib import Path
+
+from harness.kernel.prepare import Kernel
+from harness.vm.session import Session
+
+
+def test_iofd_selftest(guest: Session, kernel: Kernel) -> None:
+    binary = Path(kernel.selftests) / "x86_64" / "iofd_test"
+    r = guest.run(str(binary), timeout=900)
+    print(r.stdout, r.stderr)
+    assert r.rc == 0, f"iofd_test failed (exit {r.rc}):\n{r.stdout}\n{r.stderr}"
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("1..") for line in lines), "no TAP plan"
+    assert not [line for line in lines if line.startswith("not ok")]
+    assert sum(line.startswith("ok ") for line in lines) == 6
