@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh Debian 12 machine:
 #   make bench   build the patched kernel, boot it, run the benchmark
+#                (N=writes per trial, TRIALS=trials per mode; results/bench.md)
 #   make test    the test suite (host unit tests, then the VM suite)
 # KERNEL_SRC=/path/to/linux builds your own tree instead of Debian's source.
 
@@ -11,8 +12,10 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 PYTEST_ARGS ?=
 HARNESS_ARGS := $(if $(DEBUG),--debug)
+# make bench N=20000 TRIALS=7: guest writes per trial, trials per mode.
+BENCH_ARGS := $(if $(N),--iterations $(N)) $(if $(TRIALS),--trials $(TRIALS))
 
-.PHONY: all bench test build deps venv lint smoke shell clean-venv
+.PHONY: all bench test build deps venv lint gates patches smoke shell clean-venv
 
 all: bench
 
@@ -31,13 +34,20 @@ build: deps
 	$(PY) -m harness build $(HARNESS_ARGS)
 
 bench: build
-	$(PY) -m harness smoke --no-build $(HARNESS_ARGS)
+	$(PY) -m harness bench --no-build $(HARNESS_ARGS) $(BENCH_ARGS)
 
 lint: venv
 	$(PY) -m ruff check harness tests
 
-test: build lint
+gates: build
+	$(PY) -m harness gates --no-build
+
+test: build lint gates
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Export the working branch in the kernel tree to kernel-patch/ (V=2 rerolls as v2).
+patches: venv
+	$(PY) -m harness patches $(if $(V),--version $(V))
 
 smoke: build
 	$(PY) -m harness smoke --no-build $(HARNESS_ARGS)

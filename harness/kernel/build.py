@@ -49,7 +49,8 @@ def first_error(log: Path) -> str:
 
 
 def make(tree: Path, targets: list[str], log: Path, label: str,
-         extra: list[str] | None = None, expected_steps: int | None = None) -> int:
+         extra: list[str] | None = None, expected_steps: int | None = None,
+         warnings_are_errors: bool = False) -> int:
     """Run make in *tree*, logging to *log*; return the number of build steps."""
     cmd = ["make", "-C", str(tree), f"-j{jobs()}", *(extra or []), *targets]
     meter = Meter(label, expected_steps)
@@ -68,4 +69,10 @@ def make(tree: Path, targets: list[str], log: Path, label: str,
         meter.close()
     if rc != 0:
         raise HarnessError(f"{label} failed: {first_error(log)}", f"full log: {log}")
+    if warnings_are_errors:
+        warnings = [line.strip() for line in log.read_text(errors="replace").splitlines()
+                    if "warning:" in line]
+        if warnings:
+            raise HarnessError(f"{label}: {len(warnings)} compiler warnings, e.g. {warnings[0]}",
+                               f"full log: {log}")
     return steps

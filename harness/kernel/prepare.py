@@ -37,7 +37,8 @@ def flavour_of(debug: bool) -> str:
     return "debug" if debug else "default"
 
 
-def _kernel_src() -> Path | None:
+def kernel_src() -> Path | None:
+    """The user's tree from KERNEL_SRC, or None for Debian's source."""
     src = os.environ.get("KERNEL_SRC")
     return Path(src) if src else None
 
@@ -49,8 +50,8 @@ def _record(cache: Path, flavour: str) -> Path:
 def prepare(debug: bool = False) -> Kernel:
     cache = paths.cache_root()
     flavour = flavour_of(debug)
-    tree = source.tree(cache, _kernel_src(), flavour)
-    if _kernel_src() is None:
+    tree = source.tree(cache, kernel_src(), flavour)
+    if kernel_src() is None:
         source.check_debian_base(tree.repo, paths.KERNEL_PATCH_DIR / "BASE")
     s = series.load(paths.KERNEL_PATCH_DIR)
     series.apply(cache, tree, s)
@@ -78,7 +79,8 @@ def prepare(debug: bool = False) -> Kernel:
     shutil.rmtree(module_dir, ignore_errors=True)
     shutil.copytree(paths.DOORBELL_SRC, module_dir)
     build.make(tree.path, ["modules"], logs / "doorbell.log", "building the doorbell module",
-               extra=[f"M={module_dir}", "W=1", f"LOCALVERSION={localversion}"])
+               extra=[f"M={module_dir}", "W=1", f"LOCALVERSION={localversion}"],
+               warnings_are_errors=True)
 
     kvm_tests = tree.path / "tools" / "testing" / "selftests" / "kvm"
     build.make(kvm_tests, [str(kvm_tests / t) for t in SELFTESTS], logs / "selftests.log",

@@ -1,0 +1,139 @@
+"""Quality gates on the series: checkpatch --strict and no new sparse warnings.
+
+Both use the kernel's own tools.  The sparse gate compares warnings on the
+KVM objects (virt/kvm/ is built as part of arch/x86/kvm/) between the
+patched tree and the base; the base's warnings are computed once in a
+worktree of their own and cached, since the base never changes.
+"""
+
+import hashlib
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+from harness import paths
+from harness.errors import HarnessError
+from harness.kernel import build, git
+from harness.kernel.source import KernelTree
+from harness.progress import phase, say
+
+SPARSE_DIRS = ["arch/x86/kvm/"]
+_WARNING = re.compile(r"^(?P<file>[^:\s]+):\d+:\d+: (?P<kind>warning|error): (?P<msg>.*)$")
+
+
+def _checkpatch(tree: Path, args: list[str]) -> list[str]:
+    # tool_env: checkpatch runs scripts/spdxcheck.py, which needs the venv's ply and GitPython.
+    r = subprocess.run(["perl", "scripts/checkpatch.pl", "--strict", "--terse", "--no-summary",
+                        *args], cwd=tree, capture_output=True, text=True, env=paths.tool_env())
+    found = [line for line in r.stdout.splitlines() if re.search(r"(ERROR|WARNING|CHECK):", line)]
+    if r.returncode and not found:
+        found = [f"checkpatch exited {r.returncode}: {r.stderr.strip()}"]
+    if "Traceback" in r.stderr:
+        found.append(f"a checkpatch helper crashed: {r.stderr.strip().splitlines()[-1]}")
+    return found
+
+
+def new_files(patch: Path) -> list[str]:
+    """Files a patch creates."""
+    return re.findall(r"^diff --git a/\S+ b/(\S+)\nnew file mode", patch.read_text(), re.M)
+
+
+def unmaintained(tree: Path, files: list[str]) -> list[str]:
+    """New files no MAINTAINERS section covers (get_maintainer.pl finds only "THE REST")."""
+    lonely = []
+    for f in files:
+        r = subprocess.run(["perl", "scripts/get_maintainer.pl", "--no-git", "--no-rolestats",
+                            "--sections", "-f", f], cwd=tree, capture_output=True, text=True)
+        # --sections prints each section's title, then its "X:\t..." lines.
+        sections = [line for line in r.stdout.splitlines()
+                    if line.strip() and not re.match(r"^[A-Z]:\s", line)]
+        if not [s for s in sections if s != "THE REST"]:
+            lonely.append(f)
+    return lonely
+
+
+def _answer_maintainers_question(tree: Path, patch: Path, found: list[str]) -> list[str]:
+    """Drop checkpatch's FILE_PATH_CHANGES reminder when MAINTAINERS already covers the files.
+
+    checkpatch asks "does MAINTAINERS need updating?" for every new file
+    unless the patch edits MAINTAINERS.  get_maintainer.pl answers it: when
+    every new file already falls in a maintained section, the answer is no.
+    """
+    question = [x for x in found if "does MAINTAINERS need updating" in x]
+    if not question:
+        return found
+    lonely = unmaintained(tree, new_files(patch))
+    if lonely:
+        return found
+    say(f"checkpatch asks whether MAINTAINERS needs updating for {patch.name}: no, "
+        "get_maintainer.pl already maps every new file to a maintained section")
+    return [x for x in found if x not in question]
+
+
+def checkpatch(tree: Path, patches: list[Path], files: list[Path]) -> dict[str, list[str]]:
+    """``checkpatch.pl --strict`` findings per patch and per source file (--file)."""
+    found = {p.name: _answer_maintainers_question(tree, p, _checkpatch(tree, [str(p)]))
+             for p in patches}
+    found.update({f.name: _checkpatch(tree, ["--no-tree", "--file", str(f)]) for f in files})
+    return found
+
+
+def sparse_warnings(log_text: str) -> Counter[tuple[str, str]]:
+    """(file, message) of each sparse warning; line numbers move with patches."""
+    found: Counter[tuple[str, str]] = Counter()
+    for line in log_text.splitlines():
+        if m := _WARNING.match(line.strip()):
+            found[(m.group("file"), m.group("msg"))] += 1
+    return found
+
+
+def new_warnings(base: Counter[tuple[str, str]], patched: Counter[tuple[str, str]]) -> list[str]:
+    return [f"{f}: {msg}" for (f, msg), n in (patched - base).items() for _ in range(n)]
+
+
+def _sparse(tree: Path, log: Path, label: str) -> Counter[tuple[str, str]]:
+    if not shutil.which("sparse"):
+        raise HarnessError("sparse is not installed", "run 'make deps' (apt-get install sparse)")
+    build.make(tree, SPARSE_DIRS, log, label, extra=["C=2"])
+    return sparse_warnings(log.read_text(errors="replace"))
+
+
+def _base_sparse(cache: Path, tree: KernelTree) -> Counter[tuple[str, str]]:
+    config = (tree.path / ".config").read_bytes()
+    key = hashlib.sha256(tree.base.encode() + config).hexdigest()[:16]
+    saved = cache / "state" / f"sparse-base-{key}.log"
+    if not saved.exists():
+        work = cache / "sparse-base"
+        if not (work / ".git").exists():
+            git.git(tree.repo, "worktree", "add", "-q", "--detach", str(work), tree.base)
+        git.git(work, "checkout", "-q", "--detach", tree.base)
+        (work / ".config").write_bytes(config)
+        build.make(work, ["olddefconfig", "modules_prepare"], saved.with_suffix(".prep"),
+                   "preparing the base tree for sparse")
+        _sparse(work, saved.with_suffix(".tmp"), "sparse on the base (once)")
+        saved.with_suffix(".tmp").rename(saved)
+    return sparse_warnings(saved.read_text(errors="replace"))
+
+
+def sparse_gate(cache: Path, tree: KernelTree, logs: Path) -> list[str]:
+    """Sparse warnings the series adds over its base (empty when none)."""
+    with phase("sparse gate (make C=2 " + " ".join(SPARSE_DIRS) + ")"):
+        base = _base_sparse(cache, tree)
+        patched = _sparse(tree.path, logs / "sparse.log", "sparse on the patched tree")
+        added = new_warnings(base, patched)
+    say(f"sparse: {sum(base.values())} warnings on the base, {sum(patched.values())} patched, "
+        f"{len(added)} new")
+    return added
+
+
+def run(cache: Path, tree: KernelTree, patches: list[Path], files: list[Path],
+        logs: Path) -> list[str]:
+    """Every gate; returns the problems found (empty when all pass)."""
+    problems = []
+    for name, found in checkpatch(tree.path, patches, files).items():
+        say(f"checkpatch --strict {name}: {'clean' if not found else f'{len(found)} findings'}")
+        problems += [f"{name}: {x}" for x in found]
+    problems += [f"sparse: {w}" for w in sparse_gate(cache, tree, logs)]
+    return problems

@@ -1,0 +1,54 @@
+"""What the user sees when the guest goes wrong: a clear error, QEMU gone.
+
+The hang and panic cases each boot a VM of their own (the shared one must
+survive); the splat case uses the shared one, since a splat leaves the
+guest running.
+"""
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.kernel.prepare import Kernel
+from harness.vm import accel
+from harness.vm.boot import BootOptions
+from harness.vm.session import GuestError, Session
+
+
+@pytest.fixture
+def own_guest(kernel: Kernel) -> Iterator[Session]:
+    s = Session(Path(kernel.tree), BootOptions(accel=accel.detect()))
+    s.start()
+    yield s
+    s.close()
+
+
+def qemu_alive(xfer: Path) -> bool:
+    """Is a QEMU that shares *xfer* with its guest still running?"""
+    return subprocess.run(["pgrep", "-f", str(xfer)], capture_output=True).returncode == 0
+
+
+def test_hung_guest_times_out_and_qemu_is_killed(own_guest: Session) -> None:
+    xfer = own_guest.xfer
+    assert qemu_alive(xfer)
+    with pytest.raises(GuestError, match="did not finish within 3 s; QEMU was killed"):
+        own_guest.run("sleep 600", timeout=3)
+    assert not qemu_alive(xfer)
+
+
+def test_guest_panic_is_shown(own_guest: Session) -> None:
+    with pytest.raises(GuestError, match="panicked") as e:
+        own_guest.run("echo c > /proc/sysrq-trigger", timeout=120)
+    assert "sysrq triggered crash" in str(e.value)
+    assert not qemu_alive(own_guest.xfer)
+
+
+def test_splat_fails_the_step_and_is_shown(guest: Session) -> None:
+    fake = "WARNING: CPU: 0 PID: 1 at virt/kvm/fake.c:1 fake_splat+0x0/0x10"
+    with pytest.raises(GuestError, match="splatted during") as e:
+        guest.run(f"echo '<4>{fake}' > /dev/kmsg")
+    assert fake in str(e.value)
+    # The guest itself is fine, and the next step starts clean.
+    assert guest.run("true").rc == 0
