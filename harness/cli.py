@@ -11,13 +11,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import hostdeps, paths
+from harness import hostdeps, kselftest, paths
 from harness.errors import HarnessError
 from harness.kernel import build, export, gates, series, source
-from harness.kernel.prepare import Kernel, built, kernel_src, prepare
+from harness.kernel.prepare import Kernel, built, flavour_of, kernel_src, prepare, prepare_flavour
 from harness.progress import say
 from harness.vm import accel
-from harness.vm.boot import BootOptions, vng_command
+from harness.vm.boot import BootOptions, options_for, vng_command
 from harness.vm.session import Session
 
 BENCH_ITERATIONS = 10000
@@ -26,9 +26,9 @@ BENCH_TRIALS = 5
 3 minutes under TCG on 2 cores, boot included."""
 
 
-def boot_options() -> BootOptions:
+def boot_options(k: Kernel) -> BootOptions:
     paths.RESULTS.mkdir(exist_ok=True)
-    return BootOptions(accel=accel.detect(), rwdirs=[paths.RESULTS])
+    return options_for(k.flavour, accel.detect(), [paths.RESULTS])
 
 
 def _kernel(args: argparse.Namespace) -> Kernel:
@@ -49,7 +49,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_shell(args: argparse.Namespace) -> int:
     k = _kernel(args)
-    cmd = vng_command(Path(k.tree), boot_options())
+    cmd = vng_command(Path(k.tree), boot_options(k))
     os.execvpe(cmd[0], cmd, paths.tool_env())
 
 
@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.command:
         raise HarnessError("run needs a command", "python -m harness run -- uname -a")
     k = _kernel(args)
-    with Session(Path(k.tree), boot_options()) as s:
+    with Session(Path(k.tree), boot_options(k)) as s:
         r = s.run(" ".join(args.command), timeout=args.timeout)
     sys.stdout.write(r.stdout)
     sys.stderr.write(r.stderr)
@@ -74,7 +74,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
                 "cat /sys/module/kvm_intel/parameters/ept"),
         ("doorbell", f"insmod {k.doorbell_ko} && ls -l /dev/doorbell && rmmod doorbell"),
     ]
-    with Session(Path(k.tree), boot_options()) as s:
+    with Session(Path(k.tree), boot_options(k)) as s:
         s.run("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel")
         for name, cmd in checks:
             r = s.run(cmd)
@@ -92,7 +92,8 @@ def cmd_gates(args: argparse.Namespace) -> int:
     cache = paths.cache_root()
     tree = source.tree(cache, kernel_src(), "default")
     problems = gates.run(cache, tree, list(series.load(paths.KERNEL_PATCH_DIR).patches),
-                         sorted(paths.DOORBELL_SRC.glob("*.[ch]")), cache / "logs" / tree.name)
+                         sorted(paths.DOORBELL_SRC.glob("*.[ch]")), cache / "logs" / tree.name,
+                         kernel_src())
     if problems:
         raise HarnessError("quality gates failed:\n  " + "\n  ".join(problems),
                            "fix the findings above")
@@ -105,7 +106,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from harness.bench import host  # matplotlib loads only for this command
 
     k = _kernel(args)
-    return host.run(k, boot_options(), args.iterations, args.trials, strict=args.strict)
+    return host.run(k, boot_options(k), args.iterations, args.trials, strict=args.strict)
 
 
 def cmd_patches(args: argparse.Namespace) -> int:
@@ -124,6 +125,31 @@ def cmd_patches(args: argparse.Namespace) -> int:
         raise HarnessError(f"W=1 warnings in files the series touches: {new[0]}",
                            f"{len(new)} in all; full log: {log}")
     say(f"W=1: no warnings in the {len(touched)} touched files")
+    return 0
+
+
+def cmd_kselftests(args: argparse.Namespace) -> int:
+    """Run the upstream KVM selftests; with --baseline, on the base, recording the result."""
+    flavour = "base" if args.baseline else flavour_of(args.debug)
+    k = built(flavour=flavour) if args.no_build else prepare_flavour(flavour)
+    with Session(Path(k.tree), boot_options(k)) as s:
+        s.run("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel")
+        r = s.run(f"cd {k.kselftests} && ./run_kselftest.sh -c kvm", timeout=args.timeout)
+    results = kselftest.parse(r.stdout)
+    c = kselftest.counts(results)
+    say(f"KVM selftests on {k.release}: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip")
+    if args.baseline:
+        header = (f"# KVM selftests on the unpatched base {k.release}, one vCPU, "
+                  f"{boot_options(k).accel.accel}; written by 'python -m harness kselftests "
+                  "--baseline'\n")
+        kselftest.BASELINE.write_text(header + kselftest.dump(results))
+        say(f"baseline written to {kselftest.BASELINE}")
+        return 0
+    broken = kselftest.regressions(kselftest.load(), results)
+    if broken:
+        raise HarnessError(f"passed on the base, not with the series: {' '.join(broken)}",
+                           f"rerun one with 'python -m harness run -- {k.kselftests}/"
+                           "run_kselftest.sh -t kvm:NAME'")
     return 0
 
 
@@ -161,6 +187,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--strict", action="store_true",
                    help="exit 1 when a performance target is missed (count errors always fail)")
     add("gates", cmd_gates, "checkpatch --strict and the sparse gate")
+    ks = add("kselftests", cmd_kselftests, "run the upstream KVM selftests against the baseline")
+    ks.add_argument("--baseline", action="store_true",
+                    help="build and run the unpatched base, and record the baseline")
+    ks.add_argument("--timeout", type=float, default=3600.0)
     pp = add("patches", cmd_patches, "export the working branch to kernel-patch/", kernel=False)
     pp.add_argument("--version", type=int, help="reroll as vN (default: keep the version)")
     t = add("test", cmd_test, "run the test suite (pytest arguments follow)", kernel=False)
@@ -180,8 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"       {e.hint}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
-        print(f"error: {e.filename or e} not found", file=sys.stderr)
-        print("       run 'make deps' (or 'make venv') to install the tools", file=sys.stderr)
+        name = str(e.filename or e)
+        print(f"error: {name} not found", file=sys.stderr)
+        hint = ("is the checkout complete?" if "/" in name else
+                "run 'make deps' (or 'make venv') to install the tools")
+        print(f"       {hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -31,6 +31,7 @@ PACKAGES: dict[str, str] = {
     "xz-utils": "unpacking linux-source",
     "sparse": "the sparse gate on virt/kvm",
     "busybox-static": "virtme-ng's initramfs",
+    "rsync": "kselftest install",
 }
 
 

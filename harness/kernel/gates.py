@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness import paths
 from harness.errors import HarnessError
-from harness.kernel import build, git
+from harness.kernel import build, git, source
 from harness.kernel.source import KernelTree
 from harness.progress import phase, say
 
@@ -100,14 +100,12 @@ def _sparse(tree: Path, log: Path, label: str) -> Counter[tuple[str, str]]:
     return sparse_warnings(log.read_text(errors="replace"))
 
 
-def _base_sparse(cache: Path, tree: KernelTree) -> Counter[tuple[str, str]]:
+def _base_sparse(cache: Path, tree: KernelTree, base_src: Path | None) -> Counter[tuple[str, str]]:
     config = (tree.path / ".config").read_bytes()
     key = hashlib.sha256(tree.base.encode() + config).hexdigest()[:16]
     saved = cache / "state" / f"sparse-base-{key}.log"
     if not saved.exists():
-        work = cache / "sparse-base"
-        if not (work / ".git").exists():
-            git.git(tree.repo, "worktree", "add", "-q", "--detach", str(work), tree.base)
+        work = source.tree(cache, base_src, "base").path
         git.git(work, "checkout", "-q", "--detach", tree.base)
         (work / ".config").write_bytes(config)
         build.make(work, ["olddefconfig", "modules_prepare"], saved.with_suffix(".prep"),
@@ -117,10 +115,10 @@ def _base_sparse(cache: Path, tree: KernelTree) -> Counter[tuple[str, str]]:
     return sparse_warnings(saved.read_text(errors="replace"))
 
 
-def sparse_gate(cache: Path, tree: KernelTree, logs: Path) -> list[str]:
+def sparse_gate(cache: Path, tree: KernelTree, logs: Path, base_src: Path | None) -> list[str]:
     """Sparse warnings the series adds over its base (empty when none)."""
     with phase("sparse gate (make C=2 " + " ".join(SPARSE_DIRS) + ")"):
-        base = _base_sparse(cache, tree)
+        base = _base_sparse(cache, tree, base_src)
         patched = _sparse(tree.path, logs / "sparse.log", "sparse on the patched tree")
         added = new_warnings(base, patched)
     say(f"sparse: {sum(base.values())} warnings on the base, {sum(patched.values())} patched, "
@@ -129,11 +127,11 @@ def sparse_gate(cache: Path, tree: KernelTree, logs: Path) -> list[str]:
 
 
 def run(cache: Path, tree: KernelTree, patches: list[Path], files: list[Path],
-        logs: Path) -> list[str]:
+        logs: Path, base_src: Path | None) -> list[str]:
     """Every gate; returns the problems found (empty when all pass)."""
     problems = []
     for name, found in checkpatch(tree.path, patches, files).items():
         say(f"checkpatch --strict {name}: {'clean' if not found else f'{len(found)} findings'}")
         problems += [f"{name}: {x}" for x in found]
-    problems += [f"sparse: {w}" for w in sparse_gate(cache, tree, logs)]
+    problems += [f"sparse: {w}" for w in sparse_gate(cache, tree, logs, base_src)]
     return problems

@@ -14,9 +14,7 @@ from pathlib import Path
 
 from harness import paths
 from harness.errors import HarnessError
-from harness.kernel import build, config, series, source
-
-SELFTESTS = ["x86_64/iofd_test"]
+from harness.kernel import build, config, git, series, source
 
 
 @dataclass(frozen=True)
@@ -31,6 +29,7 @@ class Kernel:
     doorbell_ko: str
     headers: str        # make headers output: <headers>/include/linux/kvm.h
     selftests: str      # tools/testing/selftests/kvm in the tree
+    kselftests: str     # the KVM selftests installed with run_kselftest.sh
 
 
 def flavour_of(debug: bool) -> str:
@@ -48,13 +47,24 @@ def _record(cache: Path, flavour: str) -> Path:
 
 
 def prepare(debug: bool = False) -> Kernel:
+    return prepare_flavour(flavour_of(debug))
+
+
+def prepare_flavour(flavour: str) -> Kernel:
+    """Build *flavour*: "default", "debug" (plus Kconfig.debug.fragment), or
+    "base", the unpatched base with the default config (for baselines)."""
     cache = paths.cache_root()
-    flavour = flavour_of(debug)
+    debug = flavour == "debug"
     tree = source.tree(cache, kernel_src(), flavour)
     if kernel_src() is None:
         source.check_debian_base(tree.repo, paths.KERNEL_PATCH_DIR / "BASE")
-    s = series.load(paths.KERNEL_PATCH_DIR)
-    series.apply(cache, tree, s)
+    if flavour == "base":
+        git.git(tree.path, "checkout", "-q", "--detach", tree.base)
+        series_id = "base"
+    else:
+        s = series.load(paths.KERNEL_PATCH_DIR)
+        series.apply(cache, tree, s)
+        series_id = s.id
 
     logs = cache / "logs" / tree.name
     logs.mkdir(parents=True, exist_ok=True)
@@ -66,9 +76,9 @@ def prepare(debug: bool = False) -> Kernel:
     build.check_disk(tree.path, first)
     steps_file = state / "full-build-steps"
     expected = int(steps_file.read_text()) if steps_file.exists() else build.FULL_BUILD_STEPS
-    localversion = f"-iofd-{s.id}" + ("-debug" if debug else "")
+    localversion = "-base" if flavour == "base" else f"-iofd-{series_id}" + ("-debug" if debug else "")
     steps = build.make(tree.path, ["bzImage", "modules"], logs / "build.log",
-                       "building the kernel" + (" (debug)" if debug else ""),
+                       f"building the kernel ({flavour})",
                        extra=[f"LOCALVERSION={localversion}"],
                        expected_steps=expected if first else None)
     if first:
@@ -83,29 +93,33 @@ def prepare(debug: bool = False) -> Kernel:
                warnings_are_errors=True)
 
     kvm_tests = tree.path / "tools" / "testing" / "selftests" / "kvm"
-    build.make(kvm_tests, [str(kvm_tests / t) for t in SELFTESTS], logs / "selftests.log",
-               "building the KVM_IOFD selftest")
+    kselftests = cache / "kselftest" / tree.name
+    build.make(tree.path / "tools" / "testing" / "selftests", ["install"],
+               logs / "selftests.log", "building the KVM selftests",
+               extra=["TARGETS=kvm", f"INSTALL_PATH={kselftests}"])
 
     k = Kernel(
         flavour=flavour,
         tree=str(tree.path),
         bzimage=str(tree.path / "arch" / "x86" / "boot" / "bzImage"),
         release=(tree.path / "include" / "config" / "kernel.release").read_text().strip(),
-        series=s.id,
+        series=series_id,
         doorbell_ko=str(module_dir / "doorbell.ko"),
         headers=str(tree.path / "usr"),
         selftests=str(kvm_tests),
+        kselftests=str(kselftests),
     )
     rec = _record(cache, flavour)
     rec.write_text(json.dumps(asdict(k), indent=1))
     return k
 
 
-def built(debug: bool = False) -> Kernel:
+def built(debug: bool = False, flavour: str | None = None) -> Kernel:
     """The kernel the last ``prepare()`` built, without running make."""
-    rec = _record(paths.cache_root(), flavour_of(debug))
+    flavour = flavour or flavour_of(debug)
+    rec = _record(paths.cache_root(), flavour)
     if not rec.exists():
-        raise HarnessError(f"no {flavour_of(debug)} kernel has been built yet",
+        raise HarnessError(f"no {flavour} kernel has been built yet",
                            "run 'make build'" + (" DEBUG=1" if debug else ""))
     k = Kernel(**json.loads(rec.read_text()))
     if not Path(k.bzimage).exists():

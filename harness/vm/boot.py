@@ -19,6 +19,17 @@ class BootOptions:
     ssh_port: int | None = None
 
 
+# The debug kernel turns the first WARN into a panic, which the session reports.
+DEBUG_APPEND = ["panic_on_warn=1", "kasan.fault=panic"]
+
+
+def options_for(flavour: str, accel: Decision, rwdirs: list[Path]) -> BootOptions:
+    """Boot options for a kernel flavour: the debug kernel needs more memory (KASAN)."""
+    if flavour == "debug":
+        return BootOptions(accel=accel, memory="4G", rwdirs=rwdirs, append=list(DEBUG_APPEND))
+    return BootOptions(accel=accel, rwdirs=rwdirs)
+
+
 def vng_command(tree: Path, opts: BootOptions, exec_cmd: str | None = None) -> list[str]:
     cmd = ["vng", "--run", str(tree), "--cpus", "1", "--memory", opts.memory,
            "--qemu-opts=-no-reboot"]

@@ -6,7 +6,8 @@ baffling EINVAL or EFAULT.  So a C probe prints every entry of
 ``uapi.LAYOUT`` (whose keys are C expressions) and each is compared.
 
 Which headers: ``$KVM_HEADERS`` (a ``make headers_install`` output dir, i.e.
-one holding ``include/linux/kvm.h``) when set; that must be the patched
+one holding ``include/linux/kvm.h``) when set, else those of the kernel the
+harness built (``make test`` always has one); that must be the patched
 kernel's, so the KVM_IOFD entries are compared too.  Unset, the probe uses
 the system headers, which predate KVM_IOFD: those entries are skipped, not
 passed, because nothing has checked them.
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import HarnessError
+from harness.kernel.prepare import built
 from harness.kvm import ioctl, uapi
 
 HEADERS_ENV = "KVM_HEADERS"
@@ -62,8 +65,16 @@ def _probe_source() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _harness_headers() -> str | None:
+    """The headers of the kernel the harness built, when there is one."""
+    try:
+        return built().headers
+    except HarnessError:
+        return None
+
+
 def _include_args() -> tuple[list[str], str, bool]:
-    root = os.environ.get(HEADERS_ENV)
+    root = os.environ.get(HEADERS_ENV) or _harness_headers()
     if not root:
         return [], "the system headers", False
     include = Path(root) / "include"

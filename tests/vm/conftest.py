@@ -13,8 +13,8 @@ import pytest
 
 from harness import paths
 from harness.kernel.prepare import Kernel, built
-from harness.vm import accel
-from harness.vm.boot import BootOptions
+from harness.vm import accel, kmemleak
+from harness.vm.boot import options_for
 from harness.vm.session import Session
 
 DEBUG = bool(os.environ.get("KVM_IOFD_DEBUG"))
@@ -34,12 +34,18 @@ def kernel() -> Kernel:
 @pytest.fixture(scope="session")
 def guest(kernel: Kernel) -> Iterator[Session]:
     paths.RESULTS.mkdir(exist_ok=True)
-    opts = BootOptions(accel=accel.detect(), rwdirs=[paths.RESULTS],
-                       memory="3G" if DEBUG else "2G")
+    opts = options_for(kernel.flavour, accel.detect(), [paths.RESULTS])
     with Session(Path(kernel.tree), opts) as s:
         r = s.run("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel")
         assert r.rc == 0, f"no KVM vendor module loads in the guest: {r.stderr}"
         yield s
+        if kernel.flavour == "debug":
+            # Everything the suite made is gone by now: what is left leaked.
+            s.run("rmmod doorbell 2>/dev/null; true")
+            leaks = kmemleak.scan(s)
+            if leaks:
+                pytest.fail(f"kmemleak: {len(leaks)} leaks in iofd/eventfd/io bus/doorbell "
+                            "code:\n" + "\n\n".join(leaks[:5]))
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,13 @@ import pytest
 
 from harness.kernel.prepare import Kernel
 from harness.vm import accel
-from harness.vm.boot import BootOptions
+from harness.vm.boot import options_for
 from harness.vm.session import GuestError, Session
 
 
 @pytest.fixture
 def own_guest(kernel: Kernel) -> Iterator[Session]:
-    s = Session(Path(kernel.tree), BootOptions(accel=accel.detect()))
+    s = Session(Path(kernel.tree), options_for(kernel.flavour, accel.detect(), []))
     s.start()
     yield s
     s.close()

@@ -1,0 +1,111 @@
+"""``python -m harness bench``: boot the patched kernel, measure inside, render here.
+
+The measuring happens in the VM (it needs the patched KVM); the rendering
+happens on the host (matplotlib under TCG would cost seconds for nothing,
+and the host knows what the guest cannot: the kernel-patch series, the
+accelerator, the real CPU).  Old outputs are deleted first, so a run that
+fails leaves no stale table that looks current.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness import paths
+from harness.bench import modes, report, targets
+from harness.bench.checks import CountMismatch
+from harness.bench.runner import cpu_model
+from harness.errors import HarnessError
+from harness.kernel.prepare import Kernel
+from harness.native import build as native_build
+from harness.progress import phase, say
+from harness.vm.boot import BootOptions
+from harness.vm.session import Session
+
+RAW = "raw.json"
+
+
+def runner_timeout(n: int, trials: int) -> float:
+    """Seconds the runner may take: 200 us per write (4x the slowest mode
+    under TCG) for every trial and warm-up, plus start-up."""
+    return 120.0 + (trials + 1) * len(modes.MODES) * n * 200e-6
+
+
+def qemu_version() -> str:
+    """``QEMU emulator version ...`` of the QEMU on PATH, for the record."""
+    try:
+        out = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                             text=True, timeout=10, env=paths.tool_env()).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.splitlines()[0].strip() if out.strip() else "unknown"
+
+
+def _clear(out_dir: Path) -> None:
+    for name in (RAW, *report.OUTPUTS):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def measure_in_guest(kernel: Kernel, opts: BootOptions, n: int, trials: int, raw_path: Path) -> None:
+    """Boot, load KVM and the doorbell, run the runner; raw JSON lands in ``raw_path``.
+
+    The native KVM_RUN loop is compiled here first and its cache directory
+    shared writable with the guest, where the same root filesystem makes
+    the host's build valid: compiling it under TCG would cost seconds.
+    """
+    native_build.build()
+    opts = dataclasses.replace(opts, rwdirs=[*opts.rwdirs, native_build.cache_dir()])
+    with Session(Path(kernel.tree), opts) as s:
+        with phase("loading KVM and the doorbell module in the guest"):
+            for cmd in ("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel",
+                        f"grep -q '^doorbell ' /proc/modules || insmod {kernel.doorbell_ko}"):
+                r = s.run(cmd)
+                if r.rc:
+                    raise HarnessError(f"'{cmd}' failed in the guest (exit {r.rc}): {r.stderr.strip()}",
+                                       "check 'make smoke'")
+        with phase(f"measuring {len(modes.MODES)} modes x {trials} trials x {n} writes"):
+            r = s.run(f"{sys.executable} -m harness.bench.runner --iterations {n} "
+                      f"--trials {trials} --out {raw_path}",
+                      timeout=runner_timeout(n, trials), env={"PYTHONDONTWRITEBYTECODE": "1"})
+    for line in r.stderr.splitlines():
+        say(f"  {line}")
+    if r.rc == 1:
+        problems = (json.loads(raw_path.read_text()).get("problems", [])
+                    if raw_path.exists() else [r.stderr.strip()])
+        raise CountMismatch(problems or ["the runner reported a count failure"])
+    if r.rc != 0 or not raw_path.exists():
+        raise HarnessError(f"the benchmark runner failed in the guest (exit {r.rc})",
+                           (r.stderr.strip() or r.stdout.strip())[-2000:] or "see the console log")
+
+
+def run(kernel: Kernel, opts: BootOptions, n: int, trials: int, strict: bool = False,
+        out_dir: Path = paths.RESULTS) -> int:
+    """The whole ``make bench``; returns the exit status."""
+    if n < 1 or trials < 1:
+        raise HarnessError("--iterations and --trials must be at least 1")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear(out_dir)
+    raw_path = out_dir / RAW
+    measure_in_guest(kernel, opts, n, trials, raw_path)
+    env: dict[str, Any] = {
+        "series": kernel.series,
+        "accel": opts.accel.accel,
+        "accel_reason": opts.accel.reason,
+        "host_cpu": cpu_model(),
+        "qemu": qemu_version(),
+    }
+    with phase("rendering bench.json, bench.md and bench.png"):
+        bench = report.render(json.loads(raw_path.read_text()), env, out_dir)
+    print(report.terminal(bench))
+    print(f"\nwritten: {', '.join(str(out_dir / f) for f in report.OUTPUTS)} (raw: {raw_path})")
+    missed = targets.misses(bench["targets"])
+    if missed:
+        say(f"{len(missed)} target(s) missed: {'; '.join(m['rule'] for m in missed)}")
+        return 1 if strict else 0
+    say("every target met")
+    return 0
