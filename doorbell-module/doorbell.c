@@ -36,9 +36,9 @@
  *
  * A wait entry is on a wait queue only while its doorbell file is open, which
  * pins the module.  A doorbell_wakeup() that is still returning after a
- * hangup let the file close runs with irqs off, and module unloading waits
- * for that in synchronize_rcu().  No work is queued, so module exit has
- * nothing to flush.
+ * hangup let the file close runs under a spinlock, so in an RCU read-side
+ * critical section, and module unloading waits for it in synchronize_rcu().
+ * No work is queued, so module exit has nothing to flush.
  */
 
 #include <linux/atomic.h>

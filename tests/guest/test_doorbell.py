@@ -8,6 +8,7 @@ if the kernel log gained a splat while it ran.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -53,6 +54,8 @@ SPLATS = (
     "list_add corruption",
     "list_del corruption",
 )
+
+SYS_DELETE_MODULE = 176  # x86_64
 
 # Per race test; three of them keep the races to about 8 s in the VM.  Raise
 # DOORBELL_RACE_SECONDS for a soak run.
@@ -226,9 +229,10 @@ def doorbell_module() -> Iterator[None]:
     if ours:
         _insmod()
     yield
+    # Scan while loaded: kmemleak names the module's functions only then.
+    leaks = _kmemleak_reports()
     if ours and _loaded():
         _rmmod()
-    leaks = _kmemleak_reports()
     splats = log.splats()
     log.close()
     assert not leaks, f"kmemleak:\n{leaks}"
@@ -468,6 +472,7 @@ def test_attach_detach_race_under_load_is_exact() -> None:
     with Doorbell.open() as db, EventFd() as efd:
         stop = threading.Event()
         written = [0, 0]
+        rounds = [0]
 
         def writer(slot: int) -> Callable[[], None]:
             def run() -> None:
@@ -479,7 +484,8 @@ def test_attach_detach_race_under_load_is_exact() -> None:
 
         def toggler() -> None:
             try:
-                for _ in _rounds():
+                for n in _rounds():
+                    rounds[0] = n
                     db.attach(efd.fd)
                     db.detach()
                 db.attach(efd.fd)
@@ -487,6 +493,7 @@ def test_attach_detach_race_under_load_is_exact() -> None:
                 stop.set()
 
         _run_threads([writer(0), writer(1), toggler])
+        print(f"{rounds[0] + 1} attach/detach rounds, {sum(written)} signals")
         db.detach()
         assert db.count + efd.drain() == sum(written)
 
@@ -495,11 +502,12 @@ def test_eventfd_close_races_detach_and_ring() -> None:
     """EPOLLHUP from closing the eventfd races DETACH on the same doorbell."""
     with Doorbell.open() as db:
         stop = threading.Event()
-        totals = {"written": 0, "drained": 0, "rings": 0}
+        totals = {"rounds": 0, "written": 0, "drained": 0, "rings": 0}
 
         def attacher() -> None:
             try:
-                for _ in _rounds():
+                for n in _rounds():
+                    totals["rounds"] = n + 1
                     efd = EventFd()
                     try:
                         # Never EBUSY: the last close() detached synchronously.
@@ -527,6 +535,7 @@ def test_eventfd_close_races_detach_and_ring() -> None:
                 totals["rings"] += 1
 
         _run_threads([attacher, detacher, ringer])
+        print(totals)
         expected = totals["rings"] + totals["written"] - totals["drained"]
         assert db.count == expected
 
@@ -566,6 +575,7 @@ def test_close_doorbell_while_signals_arrive() -> None:
         finally:
             db.close()
             efd.close()
+    print(f"{rnd + 1} rounds")
 
 
 def test_rmmod_refused_while_a_doorbell_is_open() -> None:
@@ -576,9 +586,81 @@ def test_rmmod_refused_while_a_doorbell_is_open() -> None:
         assert db.count == 1
 
 
+def _delete_module(flags: int = os.O_NONBLOCK) -> int:
+    """delete_module(2) as rmmod calls it; 0 or the errno.
+
+    rmmod itself refuses a module in use before making the call, so only
+    the syscall shows what the kernel says.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    ret = libc.syscall(SYS_DELETE_MODULE, MODULE.encode(), ctypes.c_uint(flags))
+    return ctypes.get_errno() if ret else 0
+
+
+def test_rmmod_refused_while_signals_arrive_then_succeeds() -> None:
+    """Unload races open doorbells that are being signalled from other threads.
+
+    While any doorbell file is open the module is pinned: delete_module(2)
+    fails with EWOULDBLOCK (== EAGAIN; 6.12's try_stop_module() returns that
+    for a module in use, not EBUSY) and the counters keep counting.  Once the
+    last doorbell is closed, with writers still signalling the eventfds,
+    unloading succeeds, and the eventfds, which outlive it, keep their counts
+    without calling into the unloaded module.
+    """
+    efds = [EventFd(), EventFd()]
+    bells = [Doorbell.open(), Doorbell.open()]
+    stop = threading.Event()
+    written = [0, 0]
+    refusals = 0
+    try:
+        for db, efd in zip(bells, efds, strict=True):
+            db.attach(efd.fd)
+
+        def writer(i: int) -> Callable[[], None]:
+            def run() -> None:
+                while not stop.is_set():
+                    os.eventfd_write(efds[i].fd, 1)
+                    written[i] += 1
+
+            return run
+
+        def unloader() -> None:
+            nonlocal refusals
+            try:
+                for rnd in _rounds():
+                    err = _delete_module()
+                    assert err == errno.EWOULDBLOCK, f"delete_module with doorbells open: {os.strerror(err)}"
+                    assert _loaded()
+                    refusals += 1
+                    if rnd == 1:
+                        # One doorbell gone, the other still open: still pinned.
+                        bells[0].close()
+                # Close the last doorbell while its eventfd is being written.
+                before = bells[1].count
+                bells[1].close()
+                assert before > 0
+                _wait_for(lambda: _delete_module() == 0, "delete_module to succeed", timeout=30)
+                assert not _loaded()
+                time.sleep(0.05)  # the writers keep going on the unloaded module's ex-eventfds
+            finally:
+                stop.set()
+
+        _run_threads([writer(0), writer(1), unloader])
+    finally:
+        stop.set()
+        for db in bells:
+            db.close()
+        for efd in efds:
+            efd.close()
+        if not _loaded():
+            _insmod()
+    assert refusals >= RACE_MIN_ROUNDS
+    assert all(written), written
+
+
 def test_insmod_rmmod_cycles() -> None:
     """Unload with eventfds that outlived or hung up on their doorbells."""
-    for _ in range(5):
+    for _ in range(3):
         with EventFd() as survivor:
             with Doorbell.open() as db:
                 db.attach(survivor.fd)
