@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import hostdeps, kselftest, paths
+from harness.bench import modes as bench_modes
 from harness.errors import HarnessError
 from harness.kernel import build, export, gates, series, source
 from harness.kernel.prepare import Kernel, built, flavour_of, kernel_src, prepare, prepare_flavour
@@ -20,10 +21,8 @@ from harness.vm import accel
 from harness.vm.boot import BootOptions, options_for, vng_command
 from harness.vm.session import Session
 
-BENCH_ITERATIONS = 10000
-BENCH_TRIALS = 5
-"""Defaults sized so that ``make bench`` after a warm build takes under
-3 minutes under TCG on 2 cores, boot included."""
+BENCH_ITERATIONS = bench_modes.DEFAULT_ITERATIONS
+BENCH_TRIALS = bench_modes.DEFAULT_TRIALS
 
 
 def boot_options(k: Kernel) -> BootOptions:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,8 +92,13 @@ def run(kernel: Kernel, opts: BootOptions, n: int, trials: int, strict: bool = F
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear(out_dir)
     raw_path = out_dir / RAW
+    load_before = os.getloadavg()[0]
     measure_in_guest(kernel, opts, n, trials, raw_path)
     env: dict[str, Any] = {
+        # The build machine is shared: a loaded host inflates and scatters
+        # every row, so the record says how loaded it was.
+        "host_load": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2),
+                      "cpus": os.cpu_count()},
         "series": kernel.series,
         "accel": opts.accel.accel,
         "accel_reason": opts.accel.reason,

@@ -34,6 +34,10 @@ def _verdict(ok: bool | None) -> str:
     return {True: "pass", False: "**MISS**", None: "n/a (mode not run)"}[ok]
 
 
+def _shown(m: float | int | None) -> str:
+    return "n/a" if m is None else (f"{m:.3f}" if isinstance(m, float) else str(m))
+
+
 def _doorbell(bench: Mapping[str, Any], name: str) -> str:
     want = bench.get("doorbell_expected", {}).get(name)
     state = "exact" if bench["modes"][name]["doorbell_exact"] else "OFF"
@@ -61,11 +65,12 @@ def results_table(bench: Mapping[str, Any]) -> str:
 
 def targets_table(results: list[dict[str, Any]]) -> str:
     """Every target with the value measured against it."""
-    lines = ["| target | measured | result | why it matters |", "|---|---:|---|---|"]
+    lines = ["| target | measured | result | paired-trial ratio | why it matters |",
+             "|---|---:|---|---:|---|"]
     for r in results:
-        m = r["measured"]
-        shown = "n/a" if m is None else (f"{m:.3f}" if isinstance(m, float) else str(m))
-        lines.append(f"| `{r['rule']}` | {shown} | {_verdict(r['ok'])} | {r['why']} |")
+        paired = "-" if r.get("paired") is None else f"{r['paired']:.3f}"
+        lines.append(f"| `{r['rule']}` | {_shown(r['measured'])} | {_verdict(r['ok'])} | {paired} "
+                     f"| {r['why']} |")
     met = sum(1 for r in results if r["ok"])
     lines.append("")
     lines.append(f"{met} of {len(results)} targets met"
@@ -92,12 +97,21 @@ def seed_table(bench: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _load(load: Mapping[str, Any] | None) -> str:
+    if not load:
+        return "not recorded"
+    return (f"1-min load average {load['before']} before, {load['after']} after, on {load['cpus']} CPUs"
+            + (" (loaded: other work shared the CPUs; rows are inflated and scattered)"
+               if load["before"] > 0.5 * (load["cpus"] or 1) else ""))
+
+
 def environment(bench: Mapping[str, Any]) -> str:
     """Where and how the numbers were taken."""
     rows = [
         ("kernel", f"{bench['kernel']} (kernel-patch series {bench['series']})"),
         ("accelerator", bench["accel"] + (f" ({reason})" if (reason := bench.get("accel_reason")) else "")),
         ("host CPU", bench["host_cpu"]),
+        ("host load", _load(bench.get("host_load"))),
         ("L1 guest CPU (runs KVM)", bench.get("guest_cpu", "unknown")),
         ("emulator", bench.get("qemu", "unknown")),
         ("L2 guest", f"{bench['vcpus']} vCPU, real mode, in-kernel irqchip in every mode"),
@@ -112,7 +126,9 @@ def environment(bench: Mapping[str, Any]) -> str:
 NOTES = """\
 - rtt = trial wall time / N: time per guest write, its share of the single
   final exit included.  iops = 1e6 / median rtt (the 2009 posting's iops
-  is the reciprocal of its rtt too).  Ratios are of medians.
+  is the reciprocal of its rtt too).  Ratios are of medians, and only
+  they decide a target; the paired-trial ratio (median of a/b over the
+  rounds, both taken seconds apart) is there to gauge noise.
 - userspace-*: the write exits to userspace and the native loop rings the
   doorbell with an ioctl (the 2009 "qemu" path, with a lean loop instead of
   QEMU's dispatch, so it is the cheapest a userspace device model can be).
@@ -153,9 +169,9 @@ def terminal(bench: Mapping[str, Any]) -> str:
                      f"{rec['userspace_exits_per_trial']} exits/trial")
     lines.append("")
     for r in bench["targets"]:
-        m = r["measured"]
-        shown = "n/a" if m is None else (f"{m:.3f}" if isinstance(m, float) else str(m))
-        lines.append(f"  {_verdict(r['ok']).strip('*'):>4}  {r['rule']:<45} measured {shown}")
+        paired = "" if r.get("paired") is None else f" (paired trials {r['paired']:.3f})"
+        lines.append(f"  {_verdict(r['ok']).strip('*'):>4}  {r['rule']:<46} "
+                     f"measured {_shown(r['measured'])}{paired}")
     return "\n".join(lines)
 
 

@@ -104,9 +104,10 @@ def measure(n: int, trials: int, names: Sequence[str] = modes.NAMES,
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.bench.runner",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("--iterations", "-n", type=int, default=10000,
-                   help="guest writes per trial (default 10000)")
-    p.add_argument("--trials", "-t", type=int, default=5, help="trials per mode (default 5)")
+    p.add_argument("--iterations", "-n", type=int, default=modes.DEFAULT_ITERATIONS,
+                   help=f"guest writes per trial (default {modes.DEFAULT_ITERATIONS})")
+    p.add_argument("--trials", "-t", type=int, default=modes.DEFAULT_TRIALS,
+                   help=f"trials per mode (default {modes.DEFAULT_TRIALS})")
     p.add_argument("--modes", default=",".join(modes.NAMES),
                    help="comma-separated subset, in run order (default: all)")
     p.add_argument("--out", type=Path, required=True, help="raw JSON to write")

@@ -9,6 +9,7 @@ short.
 from __future__ import annotations
 
 import operator
+import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,14 +55,33 @@ EXIT_MODES = ("iofd-pio", "iofd-mmio", "ioeventfd-pio", "ioeventfd-mmio",
 """Modes whose userspace exits per trial are a target (1, or N + 1)."""
 
 
+def paired_ratio(bench: Mapping[str, Any], a: str, b: str) -> float | None:
+    """Median over trials of a_t / b_t, the two taken in the same round.
+
+    Shown beside the verdict as a noise gauge only: rounds are seconds
+    apart, so a load burst on the host moves both halves of a pair, and a
+    paired ratio far from the ratio of medians says the run was noisy.
+    """
+    per = bench.get("trials_us", {})
+    if a not in per or b not in per or len(per[a]) != len(per[b]):
+        return None
+    return statistics.median(x / y for x, y in zip(per[a], per[b], strict=True))
+
+
 def evaluate(bench: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One entry per target: rule, measured, limit, ok (None when a mode is absent)."""
+    """One entry per target: rule, measured, limit, ok (None when a mode is absent).
+
+    ``measured`` is the ratio of medians and alone decides ``ok``;
+    ``paired`` is :func:`paired_ratio`, for judging noise.
+    """
     out: list[dict[str, Any]] = []
     for t in RATIO_TARGETS:
         measured = ratio(bench, t.a, t.b)
+        paired = paired_ratio(bench, t.a, t.b)
         out.append({
             "rule": t.rule, "op": t.op, "limit": t.limit, "why": t.why,
             "measured": None if measured is None else round(measured, 3),
+            "paired": None if paired is None else round(paired, 3),
             "ok": None if measured is None else OPS[t.op](measured, t.limit),
         })
     n = bench["iterations"]
@@ -71,7 +91,7 @@ def evaluate(bench: Mapping[str, Any]) -> list[dict[str, Any]]:
         out.append({
             "rule": f"{name} userspace exits/trial == {want}", "op": "==", "limit": want,
             "why": "the write stays in the kernel" if want == 1 else "every write exits",
-            "measured": got, "ok": None if got is None else got == want,
+            "measured": got, "paired": None, "ok": None if got is None else got == want,
         })
     return out
 

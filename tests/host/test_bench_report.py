@@ -138,6 +138,20 @@ def test_a_missed_target_is_shown_not_loosened(tmp_path: Path, mode: str, median
     assert json.loads((tmp_path / "bench.json").read_text())["targets"] == bench["targets"]
 
 
+def test_paired_ratio_is_shown_but_does_not_decide() -> None:
+    raw = make_raw({**GOOD, "iofd-pio": 30.0, "kernel-pio": 29.5})
+    # one round where a load burst hit iofd-pio only: the paired median ignores it
+    burst = next(t for t in raw["runs"] if t["mode"] == "iofd-pio" and t["trial"] == 2)
+    burst["ns"] = round(60.0 * 1000 * N)
+    bench = report.build(raw, ENV)
+    r = by_rule(bench["targets"])["iofd-pio / kernel-pio <= 1.1"]
+    pairs = [*((30.0 + s) / (29.5 + s) for s in SPREAD if s != 0.0), 60.0 / 29.5]
+    assert r["paired"] == pytest.approx(statistics.median(pairs), abs=1e-3)
+    assert r["measured"] == round(bench["modes"]["iofd-pio"]["rtt_us"]["median"] / 29.5, 3)
+    assert targets.paired_ratio(bench, "iofd-pio", "nope") is None
+    assert f"| {r['paired']:.3f} |" in report.markdown(bench)
+
+
 def test_limits_are_inclusive() -> None:
     # iofd-pio exactly 1.10 x kernel-pio meets "<= 1.10"
     bench = report.build(make_raw({**GOOD, "kernel-pio": 27.5, "iofd-pio": 30.25,
@@ -222,6 +236,16 @@ def test_render_writes_json_markdown_and_png(tmp_path: Path) -> None:
     assert "Test CPU @ 1 GHz" in md and "deadbeef" in md
     assert f"{len(bench['targets'])} of {len(bench['targets'])} targets met." in md
     assert "| iofd-hc (extrapolated) | 2.37 | 0.87 | not measured" in md
+
+
+def test_host_load_is_recorded_and_flagged() -> None:
+    quiet = report.markdown(report.build(make_raw(), {**ENV, "host_load": {
+        "before": 0.2, "after": 1.1, "cpus": 2}}))
+    assert "1-min load average 0.2 before, 1.1 after, on 2 CPUs\n" in quiet
+    busy = report.markdown(report.build(make_raw(), {**ENV, "host_load": {
+        "before": 5.9, "after": 6.2, "cpus": 2}}))
+    assert "on 2 CPUs (loaded: other work shared the CPUs" in busy
+    assert "host load: not recorded" in report.markdown(report.build(make_raw(), ENV))
 
 
 def test_terminal_summary_is_in_the_seed_style() -> None:
