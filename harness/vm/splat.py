@@ -5,6 +5,7 @@ Each pattern matches the first line the kernel prints for that kind of
 report; the report is shown from there on.
 """
 
+import os
 import re
 
 PATTERNS: dict[str, str] = {
@@ -46,3 +47,34 @@ def find(log: str) -> list[tuple[str, str]]:
 
 def describe(splats: list[tuple[str, str]]) -> str:
     return "\n\n".join(f"--- {kind} ---\n{text}" for kind, text in splats)
+
+
+class KmsgWatch:
+    """Splats logged while a block runs, read from /dev/kmsg (inside the guest).
+
+    Opened at the end of the log, so only records written during the block
+    count; records overwritten meanwhile (EPIPE) are skipped, not fatal.
+    """
+
+    def __enter__(self) -> "KmsgWatch":
+        self._fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        os.lseek(self._fd, 0, os.SEEK_END)
+        self.lines: list[str] = []
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            while True:
+                try:
+                    record = os.read(self._fd, 8192).decode(errors="replace")
+                except BlockingIOError:
+                    break
+                except BrokenPipeError:
+                    continue
+                # "prio,seq,time,flags;text": keep the text.
+                self.lines.append(record.split(";", 1)[-1].rstrip("\n"))
+        finally:
+            os.close(self._fd)
+
+    def splats(self) -> list[tuple[str, str]]:
+        return find("\n".join(self.lines))

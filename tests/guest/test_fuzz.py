@@ -16,7 +16,6 @@ past that bug on a kernel without the fix.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -24,7 +23,6 @@ import harness.fuzz as fuzz
 from harness.guest import programs
 from harness.kvm import uapi
 from harness.kvm.vmm import Vm
-from harness.vm import splat
 
 SECONDS = float(os.environ.get("FUZZ_SECONDS", "20"))
 FIXED_SEED = 20261128
@@ -44,28 +42,6 @@ def _iofd_limit() -> int | str:
 LIMIT = _iofd_limit()
 if isinstance(LIMIT, str):
     pytest.skip(LIMIT, allow_module_level=True)
-
-
-@pytest.fixture(autouse=True)
-def no_kernel_splat() -> Iterator[None]:
-    """Fail the test if the kernel logged a splat while it ran."""
-    kmsg = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        os.lseek(kmsg, 0, os.SEEK_END)
-        yield
-        lines = []
-        while True:
-            try:
-                record = os.read(kmsg, 8192).decode(errors="replace")
-            except BlockingIOError:
-                break
-            except BrokenPipeError:  # overwritten records; the next read resyncs
-                continue
-            lines.append(record.split(";", 1)[-1].rstrip("\n"))
-        found = splat.find("\n".join(lines))
-        assert not found, "kernel log:\n" + splat.describe(found)
-    finally:
-        os.close(kmsg)
 
 
 def _run(seed: int, **kwargs: object) -> fuzz.Stats:

@@ -64,7 +64,6 @@ from harness.kvm import uapi
 from harness.kvm.vmm import Vcpu, Vm
 from harness.native import build
 from harness.native.loop import LoopResult
-from harness.vm import splat
 
 SECONDS = float(os.environ.get("STRESS_SECONDS", "2"))
 JOIN_S = 30.0
@@ -156,27 +155,6 @@ class Shared:
 
 def _noop(signum: int, frame: object) -> None:
     pass
-
-
-@pytest.fixture(autouse=True)
-def no_kernel_splat() -> Iterator[None]:
-    kmsg = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        os.lseek(kmsg, 0, os.SEEK_END)
-        yield
-        lines = []
-        while True:
-            try:
-                record = os.read(kmsg, 8192).decode(errors="replace")
-            except BlockingIOError:
-                break
-            except BrokenPipeError:
-                continue
-            lines.append(record.split(";", 1)[-1].rstrip("\n"))
-        found = splat.find("\n".join(lines))
-        assert not found, "kernel log:\n" + splat.describe(found)
-    finally:
-        os.close(kmsg)
 
 
 @pytest.fixture(autouse=True)
