@@ -131,7 +131,8 @@ def cmd_kselftests(args: argparse.Namespace) -> int:
     """Run the upstream KVM selftests; with --baseline, on the base, recording the result."""
     flavour = "base" if args.baseline else flavour_of(args.debug)
     k = built(flavour=flavour) if args.no_build else prepare_flavour(flavour)
-    with Session(Path(k.tree), boot_options(k)) as s:
+    opts = boot_options(k)
+    with Session(Path(k.tree), opts) as s:
         s.run("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel")
         r = s.run(f"cd {k.kselftests} && ./run_kselftest.sh -c kvm", timeout=args.timeout)
     results = kselftest.parse(r.stdout)
@@ -139,7 +140,7 @@ def cmd_kselftests(args: argparse.Namespace) -> int:
     say(f"KVM selftests on {k.release}: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip")
     if args.baseline:
         header = (f"# KVM selftests on the unpatched base {k.release}, one vCPU, "
-                  f"{boot_options(k).accel.accel}; written by 'python -m harness kselftests "
+                  f"{opts.accel.accel}; written by 'python -m harness kselftests "
                   "--baseline'\n")
         kselftest.BASELINE.write_text(header + kselftest.dump(results))
         say(f"baseline written to {kselftest.BASELINE}")
