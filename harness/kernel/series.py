@@ -23,22 +23,24 @@ from harness.progress import phase, say
 class Series:
     patches: tuple[Path, ...]
     cover: Path | None
+    id: str     # content hash of the patches, taken at load: names the series in versions
 
-    @property
-    def id(self) -> str:
-        """Content hash of the patches: names the series in versions and results."""
-        h = hashlib.sha256()
-        for p in self.patches:
-            h.update(p.name.encode() + b"\0" + p.read_bytes())
-        return h.hexdigest()[:8]
+
+def _content_id(patches: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in patches:
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:8]
 
 
 def load(directory: Path) -> Series:
+    """The series as it is now; later edits to kernel-patch/ need a new load()."""
     patches = sorted(p for p in directory.glob("*.patch") if "cover-letter" not in p.name)
     if not patches:
         raise HarnessError(f"no patches in {directory}", "the series lives in kernel-patch/*.patch")
     covers = sorted(directory.glob("*cover-letter.patch"))
-    return Series(patches=tuple(patches), cover=covers[0] if covers else None)
+    return Series(patches=tuple(patches), cover=covers[0] if covers else None,
+                  id=_content_id(patches))
 
 
 def _failure(output: str, patches: tuple[Path, ...]) -> str:
