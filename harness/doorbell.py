@@ -13,40 +13,9 @@ import os
 import struct
 from types import TracebackType
 
+from harness.kvm.ioctl import IO, IOR, IOW
+
 DEFAULT_PATH = "/dev/doorbell"
-
-# asm-generic ioctl encoding (x86, arm64, riscv, s390).  Private on purpose:
-# shared ioctl helpers live elsewhere; this module must not depend on them.
-_IOC_NRSHIFT = 0
-_IOC_TYPESHIFT = 8
-_IOC_SIZESHIFT = 16
-_IOC_DIRSHIFT = 30
-_IOC_NONE = 0
-_IOC_WRITE = 1
-_IOC_READ = 2
-
-
-def _ioc(direction: int, type_: int, nr: int, size: int) -> int:
-    """Encode an ioctl number like the kernel's _IOC()."""
-    return (
-        (direction << _IOC_DIRSHIFT)
-        | (type_ << _IOC_TYPESHIFT)
-        | (nr << _IOC_NRSHIFT)
-        | (size << _IOC_SIZESHIFT)
-    )
-
-
-def _io(type_: int, nr: int) -> int:
-    return _ioc(_IOC_NONE, type_, nr, 0)
-
-
-def _ior(type_: int, nr: int, size: int) -> int:
-    return _ioc(_IOC_READ, type_, nr, size)
-
-
-def _iow(type_: int, nr: int, size: int) -> int:
-    return _ioc(_IOC_WRITE, type_, nr, size)
-
 
 class DoorbellEventfd(ctypes.Structure):
     """struct doorbell_eventfd, the DOORBELL_ATTACH_EVENTFD argument."""
@@ -57,11 +26,11 @@ class DoorbellEventfd(ctypes.Structure):
 _U64 = struct.Struct("=Q")
 
 DOORBELL_IOCTL_TYPE = 0xB9
-DOORBELL_RING = _io(DOORBELL_IOCTL_TYPE, 0x00)
-DOORBELL_ATTACH_EVENTFD = _iow(DOORBELL_IOCTL_TYPE, 0x01, ctypes.sizeof(DoorbellEventfd))
-DOORBELL_DETACH_EVENTFD = _io(DOORBELL_IOCTL_TYPE, 0x02)
-DOORBELL_GET_COUNT = _ior(DOORBELL_IOCTL_TYPE, 0x03, _U64.size)
-DOORBELL_RESET = _ior(DOORBELL_IOCTL_TYPE, 0x04, _U64.size)
+DOORBELL_RING = IO(DOORBELL_IOCTL_TYPE, 0x00)
+DOORBELL_ATTACH_EVENTFD = IOW(DOORBELL_IOCTL_TYPE, 0x01, ctypes.sizeof(DoorbellEventfd))
+DOORBELL_DETACH_EVENTFD = IO(DOORBELL_IOCTL_TYPE, 0x02)
+DOORBELL_GET_COUNT = IOR(DOORBELL_IOCTL_TYPE, 0x03, _U64.size)
+DOORBELL_RESET = IOR(DOORBELL_IOCTL_TYPE, 0x04, _U64.size)
 
 # What the ABI test compares against the C header, by the C spelling.
 ABI: dict[str, int] = {
