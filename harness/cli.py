@@ -104,6 +104,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """The 2009 results table, measured: see :mod:`harness.bench`."""
     from harness.bench import host  # matplotlib loads only for this command
 
+    if args.target:
+        from harness.remote import commands
+
+        return commands.bench(args.target, args.ssh_config, args.iterations, args.trials,
+                              args.strict, args.results)
     k = _kernel(args)
     return host.run(k, boot_options(k), args.iterations, args.trials, strict=args.strict)
 
@@ -154,6 +159,11 @@ def cmd_kselftests(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    """The suite here; with --target, the guest tests on remote hosts."""
+    if args.target:
+        from harness.remote import commands
+
+        return commands.test(args.target, args.ssh_config, args.pytest_args, args.results)
     return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=paths.REPO)
 
 
@@ -193,8 +203,17 @@ def parser() -> argparse.ArgumentParser:
     ks.add_argument("--timeout", type=float, default=3600.0)
     pp = add("patches", cmd_patches, "export the working branch to kernel-patch/", kernel=False)
     pp.add_argument("--version", type=int, help="reroll as vN (default: keep the version)")
-    t = add("test", cmd_test, "run the test suite (pytest arguments follow)", kernel=False)
+    t = add("test", cmd_test, "run the test suite (pytest arguments follow; with --target, "
+            "tests/guest on those hosts)", kernel=False)
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    for sp in (b, t):
+        sp.add_argument("--target", action="append", metavar="ssh://[USER@]HOST[:PORT]",
+                        help="run on this host over SSH instead of in the VM (repeat for "
+                             "several hosts, run in parallel); it must run the patched kernel")
+        sp.add_argument("--ssh-config", type=Path, metavar="FILE",
+                        help="SSH client config to read (default ~/.ssh/config)")
+        sp.add_argument("--results", type=Path, default=paths.RESULTS / "remote", metavar="DIR",
+                        help="where --target runs write (default results/remote)")
     return p
 
 

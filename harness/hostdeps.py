@@ -32,6 +32,8 @@ PACKAGES: dict[str, str] = {
     "sparse": "the sparse gate on virt/kvm",
     "busybox-static": "virtme-ng's initramfs",
     "rsync": "kselftest install",
+    "openssh-server": "sshd in the test VM (vng --ssh), the remote-target tests' SSH host",
+    "openssh-client": "ssh-keygen, which vng --ssh runs for the VM's host keys",
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from harness import paths
 from harness.bench import modes, report, targets
 from harness.bench.checks import CountMismatch
-from harness.bench.runner import cpu_model
+from harness.bench.runner import cpu_model, runner_timeout
 from harness.errors import HarnessError
 from harness.kernel.prepare import Kernel
 from harness.native import build as native_build
@@ -29,12 +29,6 @@ from harness.vm.boot import BootOptions
 from harness.vm.session import Session
 
 RAW = "raw.json"
-
-
-def runner_timeout(n: int, trials: int) -> float:
-    """Seconds the runner may take: 200 us per write (4x the slowest mode
-    under TCG) for every trial and warm-up, plus start-up."""
-    return 120.0 + (trials + 1) * len(modes.MODES) * n * 200e-6
 
 
 def qemu_version() -> str:

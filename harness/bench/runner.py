@@ -48,6 +48,12 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return "unknown"
 
 
+def runner_timeout(n: int, trials: int) -> float:
+    """Seconds the runner may take: 200 us per write (4x the slowest mode
+    under TCG) for every trial and warm-up, plus start-up."""
+    return 120.0 + (trials + 1) * len(modes.MODES) * n * 200e-6
+
+
 def preflight() -> str | None:
     """Why this machine cannot run the benchmark, or None if it can."""
     if not os.path.exists("/dev/kvm"):

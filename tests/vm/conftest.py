@@ -13,7 +13,7 @@ import pytest
 
 from harness import paths
 from harness.kernel.prepare import Kernel, built
-from harness.vm import accel, kmemleak
+from harness.vm import accel, kmemleak, ssh
 from harness.vm.boot import options_for
 from harness.vm.session import Session
 
@@ -35,6 +35,7 @@ def kernel() -> Kernel:
 def guest(kernel: Kernel) -> Iterator[Session]:
     paths.RESULTS.mkdir(exist_ok=True)
     opts = options_for(kernel.flavour, accel.detect(), [paths.RESULTS])
+    opts.ssh_port = ssh.free_port()  # the guest is also the remote-target tests' SSH host
     with Session(Path(kernel.tree), opts) as s:
         r = s.run("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel")
         assert r.rc == 0, f"no KVM vendor module loads in the guest: {r.stderr}"

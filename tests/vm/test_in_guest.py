@@ -6,12 +6,11 @@ test skipped inside the VM fails here: the VM is exactly the environment in
 which every one of them must run.
 """
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from harness import paths
+from harness import junit, paths
 from harness.kernel.prepare import Kernel
 from harness.vm.session import Session
 
@@ -20,19 +19,17 @@ GUEST_TESTS = sorted((paths.REPO / "tests" / "guest").glob("test_*.py"))
 
 @pytest.mark.parametrize("path", GUEST_TESTS, ids=[p.name for p in GUEST_TESTS])
 def test_guest_file(guest: Session, kernel: Kernel, python: str, path: Path) -> None:
-    junit = paths.RESULTS / f"junit-guest-{path.stem}.xml"
-    junit.unlink(missing_ok=True)
+    report = paths.RESULTS / f"junit-guest-{path.stem}.xml"
+    report.unlink(missing_ok=True)
     guest.run(f"grep -q '^doorbell ' /proc/modules || insmod {kernel.doorbell_ko}")
     r = guest.run(
-        f"{python} -m pytest -q -rs -p no:cacheprovider --junitxml={junit} {path}",
+        f"{python} -m pytest -q -rs -p no:cacheprovider --junitxml={report} {path}",
         timeout=1800,
         env={"DOORBELL_KO": kernel.doorbell_ko, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     print(r.stdout[-30000:], r.stderr[-5000:])
-    assert junit.exists(), f"pytest in the guest wrote no report (exit {r.rc}):\n{r.stderr}"
-    suite = ET.parse(junit).getroot()
-    suite = suite if suite.tag == "testsuite" else suite[0]
-    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    assert report.exists(), f"pytest in the guest wrote no report (exit {r.rc}):\n{r.stderr}"
+    counts = junit.counts(report)
     assert r.rc == 0 and counts["failures"] == counts["errors"] == 0, \
         f"{path.name} failed in the guest: {counts}\n{r.stdout[-5000:]}"
     assert counts["tests"] > 0, f"{path.name} ran no test in the guest"

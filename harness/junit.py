@@ -1,0 +1,22 @@
+"""Counts from a pytest ``--junitxml`` report: how a run inside the VM or on
+a remote host went, without parsing pytest's console output."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+KEYS = ("tests", "failures", "errors", "skipped")
+
+
+def counts(report: Path) -> dict[str, int]:
+    """tests, failures, errors and skipped of the (first) test suite."""
+    suite = ET.parse(report).getroot()
+    suite = suite if suite.tag == "testsuite" else suite[0]
+    return {k: int(suite.get(k, 0)) for k in KEYS}
+
+
+def clean(c: dict[str, int]) -> bool:
+    """Every test ran and passed: a skip counts against it, because where
+    the payload runs (the VM, a patched host) every test must be able to."""
+    return c["tests"] > 0 and c["failures"] == c["errors"] == c["skipped"] == 0

@@ -1,0 +1,153 @@
+"""Per-host jobs (bench, test) and running them on several hosts at once.
+
+Each host gets its own thread, connection and output directory
+(``results/remote/<label>/``); a host that fails, at any step, becomes an
+:class:`Outcome` with its error, and the other hosts carry on.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import junit
+from harness.bench import report
+from harness.bench.checks import CountMismatch
+from harness.bench.runner import runner_timeout
+from harness.errors import HarnessError
+from harness.progress import say
+from harness.remote import prepare
+from harness.remote.connection import Remote, RemoteError
+from harness.remote.target import Target
+
+RAW = "raw.json"
+JUNIT = "junit-guest.xml"
+PYTEST_LOG = "pytest.log"
+TEST_TIMEOUT = 3600.0
+
+
+@dataclass
+class Outcome:
+    """What one host produced: a bench record, test counts, or an error."""
+
+    target: Target
+    info: dict[str, Any] = field(default_factory=dict)
+    bench: dict[str, Any] | None = None
+    counts: dict[str, int] | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def host_env(target: Target, info: dict[str, Any]) -> dict[str, Any]:
+    """The environment keys of a remote bench record: it is tagged with the
+    host's CPU and kernel, and there is no emulator between it and KVM."""
+    return {
+        "series": f"as built into the host's kernel {info.get('kernel', 'unknown')}",
+        "accel": "none: KVM runs on the remote host itself",
+        "accel_reason": f"remote target {target.url}",
+        "host_cpu": info.get("cpu", "unknown"),
+        "qemu": "none",
+        "remote": {"url": target.url, "label": target.label, **info},
+    }
+
+
+def _bench(host: prepare.Host, out: Path, n: int, trials: int) -> dict[str, Any]:
+    raw_remote = f"{host.workdir}/{RAW}"
+    say(f"{host.label}: measuring on {host.info['hostname']} ({host.info['cpu']}, "
+        f"kernel {host.info['kernel']})")
+    r = host.remote.run(host.python(f"harness.bench.runner --iterations {n} --trials {trials} "
+                                    f"--out {shlex.quote(raw_remote)}"),
+                        runner_timeout(n, trials), "the benchmark")
+    if r.rc not in (0, 1):
+        raise RemoteError(f"{host.label}: the benchmark runner failed (exit {r.rc})",
+                          (r.stderr.strip() or r.stdout.strip())[-1500:] or None)
+    host.remote.get(raw_remote, out / RAW)
+    raw = json.loads((out / RAW).read_text())
+    if r.rc == 1:
+        raise CountMismatch(raw.get("problems") or ["the runner reported a count failure"])
+    return report.render(raw, host_env(host.remote.target, host.info), out)
+
+
+def _test(host: prepare.Host, out: Path, pytest_args: Sequence[str]) -> dict[str, int]:
+    if not host.doorbell_ko:
+        raise RemoteError(f"{host.label}: no doorbell.ko path on the host for the tests to "
+                          "reload", "install the module there (modinfo -n doorbell must find it)")
+    report_remote = f"{host.workdir}/{JUNIT}"
+    args = " ".join(shlex.quote(a) for a in (pytest_args or ["tests/guest"]))
+    say(f"{host.label}: running the guest tests on {host.info['hostname']}")
+    r = host.remote.run(
+        host.python(f"pytest -q -rs -p no:cacheprovider --junitxml={report_remote} {args}",
+                    env={"DOORBELL_KO": host.doorbell_ko}),
+        TEST_TIMEOUT, "the guest tests")
+    (out / PYTEST_LOG).write_text(r.stdout + r.stderr)
+    if r.rc not in (0, 1):
+        raise RemoteError(f"{host.label}: pytest could not run the tests (exit {r.rc})",
+                          (r.stdout + r.stderr).strip()[-1500:] or None)
+    host.remote.get(report_remote, out / JUNIT)
+    return junit.counts(out / JUNIT)
+
+
+def _one(target: Target, out_root: Path, local_kos: dict[str, Path], with_pytest: bool,
+         job: Callable[[prepare.Host, Path, Outcome], None]) -> Outcome:
+    outcome = Outcome(target)
+    out = out_root / target.label
+    out.mkdir(parents=True, exist_ok=True)
+    for old in (RAW, JUNIT, PYTEST_LOG, *report.OUTPUTS):
+        (out / old).unlink(missing_ok=True)
+    try:
+        with Remote(target) as remote:
+            say(f"{target.label}: connected to {target.hostname}:{target.port} as {target.user}")
+            host = prepare.open_host(remote, local_kos, with_pytest)
+            outcome.info = host.info
+            try:
+                job(host, out, outcome)
+            finally:
+                _cleanup(host)
+    except HarnessError as e:
+        outcome.error = str(e)
+    except Exception as e:  # a bug here must not lose the other hosts' results
+        (out / "error.log").write_text(traceback.format_exc())
+        outcome.error = f"{target.label}: {type(e).__name__}: {e} (traceback in {out}/error.log)"
+    say(f"{target.label}: " + ("done" if outcome.ok else f"FAILED: {outcome.error}"))
+    return outcome
+
+
+def _cleanup(host: prepare.Host) -> None:
+    """Best effort: a host that dropped keeps its /tmp/kvm-iofd.* directory."""
+    if not host.remote.alive():
+        say(f"{host.label}: left {host.workdir} behind (the connection is gone)")
+        return
+    try:
+        prepare.close_host(host)
+    except RemoteError as e:
+        say(f"{host.label}: cleaning up failed: {e}")
+
+
+def _parallel(targets: Sequence[Target], fn: Callable[[Target], Outcome]) -> list[Outcome]:
+    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+        return list(pool.map(fn, targets))
+
+
+def bench(targets: Sequence[Target], out_root: Path, local_kos: dict[str, Path], n: int,
+          trials: int) -> list[Outcome]:
+    def job(host: prepare.Host, out: Path, outcome: Outcome) -> None:
+        outcome.bench = _bench(host, out, n, trials)
+
+    return _parallel(targets, lambda t: _one(t, out_root, local_kos, False, job))
+
+
+def test(targets: Sequence[Target], out_root: Path, local_kos: dict[str, Path],
+         pytest_args: Sequence[str]) -> list[Outcome]:
+    def job(host: prepare.Host, out: Path, outcome: Outcome) -> None:
+        outcome.counts = _test(host, out, pytest_args)
+
+    return _parallel(targets, lambda t: _one(t, out_root, local_kos, True, job))

@@ -1,0 +1,209 @@
+"""The remote-target pieces that need no remote host: URLs, SSH config,
+payload, the merged table, and the errors for hosts that cannot be used.
+The real SSH runs are in tests/vm/test_remote.py, against the VM's sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from harness import junit, paths
+from harness.errors import HarnessError
+from harness.remote import commands, hostinfo, payload, table
+from harness.remote.connection import Remote, RemoteError
+from harness.remote.jobs import Outcome, host_env
+from harness.remote.target import Target, load_config, resolve, split_url
+from harness.vm import ssh
+
+CONFIG = """\
+Host box
+    HostName 10.1.2.3
+    User alice
+    Port 2200
+    IdentityFile ~/keys/box_ed25519
+    IdentitiesOnly yes
+    UserKnownHostsFile ~/kh/box
+Host jump
+    ProxyCommand ssh -W %h:%p bastion
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    p = tmp_path / "ssh_config"
+    p.write_text(CONFIG)
+    return p
+
+
+@pytest.mark.parametrize("url,want", [
+    ("ssh://root@host", ("root", "host", None)),
+    ("ssh://host:2222", (None, "host", 2222)),
+    ("ssh://a%40b@host:22/", ("a@b", "host", 22)),
+])
+def test_split_url(url: str, want: tuple[str | None, str, int | None]) -> None:
+    assert split_url(url) == want
+
+
+@pytest.mark.parametrize("url,why", [
+    ("root@host", "bad target"),
+    ("http://host", "bad target"),
+    ("ssh://", "bad target"),
+    ("ssh://host:99999", "port"),
+    ("ssh://host:0", "port"),
+    ("ssh://host/some/path", "only user, host and port"),
+    ("ssh://u:secret@host", "only user, host and port"),
+])
+def test_bad_urls_are_refused(url: str, why: str) -> None:
+    with pytest.raises(HarnessError, match=why):
+        split_url(url)
+
+
+def test_config_applies_to_the_alias(config: Path) -> None:
+    t = resolve("ssh://box", load_config(config))
+    home = os.path.expanduser("~")
+    assert (t.hostname, t.port, t.user, t.label) == ("10.1.2.3", 2200, "alice", "box")
+    assert t.identity_files == (f"{home}/keys/box_ed25519",) and t.identities_only
+    assert t.known_hosts[0] == f"{home}/kh/box"
+    assert t.known_hosts_key == "[10.1.2.3]:2200"
+
+
+def test_the_url_wins_over_the_config(config: Path) -> None:
+    t = resolve("ssh://bob@box:22", load_config(config))
+    assert (t.user, t.port, t.label, t.known_hosts_key) == ("bob", 22, "bob@box-22", "10.1.2.3")
+
+
+def test_unconfigured_host_gets_ssh_defaults(config: Path) -> None:
+    t = resolve("ssh://other", load_config(config))
+    assert (t.hostname, t.port, t.identities_only, t.proxy_command) == ("other", 22, False, None)
+    assert t.known_hosts[0] == os.path.expanduser("~/.ssh/known_hosts")
+    assert resolve("ssh://jump", load_config(config)).proxy_command == "ssh -W jump:22 bastion"
+
+
+def test_named_config_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="does not exist"):
+        load_config(tmp_path / "nope")
+
+
+def test_two_targets_with_one_label_are_refused(config: Path) -> None:
+    with pytest.raises(HarnessError, match="more than once"):
+        commands.targets(["ssh://box", "ssh://box"], config)
+
+
+def test_unreachable_host_is_a_clear_error() -> None:
+    port = ssh.free_port()  # nothing listens there
+    t = Target(url=f"ssh://root@127.0.0.1:{port}", label="dead", hostname="127.0.0.1",
+               port=port, user="root")
+    with pytest.raises(RemoteError, match=f"dead: cannot connect to 127.0.0.1:{port}"):
+        Remote(t).connect()
+
+
+def test_cli_reports_a_dead_host_and_writes_its_column(tmp_path: Path) -> None:
+    port = ssh.free_port()
+    r = subprocess.run([sys.executable, "-m", "harness", "bench", "--ssh-config",
+                        str(tmp_path / "empty"), "--target", f"ssh://root@127.0.0.1:{port}"],
+                       capture_output=True, text=True, cwd=paths.REPO, timeout=120)
+    assert r.returncode == 2 and "SSH config" in r.stderr  # a named config must exist
+    (tmp_path / "empty").write_text("")
+    r = subprocess.run([sys.executable, "-m", "harness", "bench", "--ssh-config",
+                        str(tmp_path / "empty"), "--target", f"ssh://root@127.0.0.1:{port}",
+                        "--results", str(tmp_path / "out")],
+                       capture_output=True, text=True, cwd=paths.REPO, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "cannot connect" in r.stderr
+    hosts = json.loads((tmp_path / "out" / "hosts.json").read_text())
+    assert [h["ok"] for h in hosts] == [False]
+
+
+def members(tgz: Path) -> list[tarfile.TarInfo]:
+    with tarfile.open(tgz) as tar:
+        return tar.getmembers()
+
+
+def names(tgz: Path) -> list[str]:
+    return [m.name for m in members(tgz)]
+
+
+def test_payload_holds_the_guest_side_and_nothing_stale(tmp_path: Path) -> None:
+    got = names(payload.build(tmp_path / "p.tgz", with_pytest=True))
+    for need in ("harness/bench/runner.py", "harness/native/vmexit_loop.c",
+                 "harness/remote/hostinfo.py", "tests/guest/test_doorbell.py",
+                 "doorbell-module/doorbell.c", "doorbell-module/Kbuild", "pyproject.toml",
+                 "lib/pytest/__init__.py", "lib/pluggy/__init__.py"):
+        assert need in got, need
+    assert not [n for n in got if "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in got if n.startswith("lib/")
+                and n.split("/")[1].startswith(("paramiko", "matplotlib"))]
+    bare = names(payload.build(tmp_path / "b.tgz", with_pytest=False))
+    assert not [n for n in bare if n.startswith("lib/")]
+
+
+def test_payload_is_reproducible(tmp_path: Path) -> None:
+    a = payload.build(tmp_path / "a.tgz", with_pytest=False)
+    b = payload.build(tmp_path / "b.tgz", with_pytest=False)
+    assert [(m.name, m.size, m.mtime) for m in members(a)] == \
+        [(m.name, m.size, 0) for m in members(b)]
+
+
+def test_hostinfo_runs_without_the_host_side_packages() -> None:
+    """It runs from the payload: paramiko and matplotlib must not be needed."""
+    code = ("import sys; sys.modules['paramiko'] = None; sys.modules['matplotlib'] = None; "
+            "import runpy; runpy.run_module('harness.remote.hostinfo', run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=paths.REPO, timeout=60)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["kernel"] == os.uname().release
+    assert set(info) >= {"hostname", "cpu", "kvm", "cap_iofd", "doorbell", "root"}
+    assert info == {**hostinfo.collect(), "python": info["python"]}
+
+
+def _outcome(label: str, bench: dict | None = None, error: str | None = None) -> Outcome:
+    t = Target(url=f"ssh://{label}", label=label, hostname=label, port=22, user="root")
+    return Outcome(t, info={"hostname": label, "kernel": "6.12-iofd", "cpu": "EPYC", "cpus": 8},
+                   bench=bench, error=error)
+
+
+def test_table_has_one_column_per_host_and_keeps_failures() -> None:
+    bench = {"modes": {"iofd-pio": {"rtt_us": {"median": 1.5}},
+                       "userspace-pio": {"rtt_us": {"median": 3.0}}},
+             "targets": [{"rule": "r1", "ok": True}, {"rule": "r2", "ok": False}]}
+    md = table.markdown([_outcome("a", bench=bench), _outcome("b", error="b: connection lost")])
+    lines = md.splitlines()
+    assert lines[0] == "| | a | b |"
+    assert "| iofd-pio rtt µs | 1.500 | - |" in lines
+    assert "| userspace-pio / iofd-pio | 2.00 | - |" in lines
+    assert "| targets missed | r2 | - |" in lines
+    assert "| status | ok | **FAILED**: b: connection lost |" in lines
+
+
+def test_remote_record_is_tagged_with_the_host() -> None:
+    t = Target(url="ssh://h", label="h", hostname="h", port=22, user="root")
+    env = host_env(t, {"cpu": "AMD EPYC 9654", "kernel": "6.12.117-iofd"})
+    assert env["host_cpu"] == "AMD EPYC 9654" and env["remote"]["kernel"] == "6.12.117-iofd"
+    assert env["remote"]["url"] == "ssh://h"
+
+
+def test_junit_counts_and_clean(tmp_path: Path) -> None:
+    f = tmp_path / "j.xml"
+    f.write_text('<testsuites><testsuite tests="3" failures="0" errors="0" skipped="1"/>'
+                 "</testsuites>")
+    c = junit.counts(f)
+    assert c == {"tests": 3, "failures": 0, "errors": 0, "skipped": 1}
+    assert not junit.clean(c) and junit.clean({**c, "skipped": 0})
+    assert not junit.clean({**c, "tests": 0, "skipped": 0})
+
+
+def test_vm_client_files_pin_the_vm_host_keys(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ssh, "host_keys", lambda: ["ssh-ed25519 AAAAkey"])
+    cfg = ssh.write_client_files(tmp_path, {"vm": 2222, "fwd": 3333})
+    assert (tmp_path / "known_hosts").read_text() == (
+        "[127.0.0.1]:2222 ssh-ed25519 AAAAkey\n[127.0.0.1]:3333 ssh-ed25519 AAAAkey\n")
+    t = resolve("ssh://fwd", load_config(cfg))
+    assert (t.port, t.user, t.known_hosts[0]) == (3333, "root", str(tmp_path / "known_hosts"))
