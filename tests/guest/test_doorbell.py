@@ -26,6 +26,7 @@ from harness.doorbell import (
     DOORBELL_IOCTL_TYPE,
     Doorbell,
 )
+from harness.eventfd import EventFd
 
 KO = os.environ.get("DOORBELL_KO", "")
 if not KO:
@@ -65,38 +66,6 @@ RACE_MIN_ROUNDS = 5
 
 
 # --- helpers ---------------------------------------------------------------
-
-
-class EventFd:
-    """A non-blocking eventfd with an idempotent close.
-
-    Idempotent because several tests close it mid-test to provoke EPOLLHUP,
-    and closing a number twice could close an unrelated, reused fd.
-    """
-
-    def __init__(self, initval: int = 0) -> None:
-        self.fd = os.eventfd(initval, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-
-    def write(self, value: int = 1) -> None:
-        os.eventfd_write(self.fd, value)
-
-    def drain(self) -> int:
-        """Read what the doorbell did not consume; 0 if nothing is left."""
-        try:
-            return os.eventfd_read(self.fd)
-        except BlockingIOError:
-            return 0
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            os.close(fd)
-
-    def __enter__(self) -> EventFd:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class KernelLog:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from harness.doorbell import DOORBELL_RING, Doorbell
+from harness.eventfd import EventFd
 from harness.guest import programs
 from harness.guest.programs import Access, Program
 from harness.kvm import uapi
@@ -67,22 +68,6 @@ if isinstance(LIMIT, str):
 def vm() -> Iterator[Vm]:
     with Vm() as machine:
         yield machine
-
-
-class EventFd:
-    """Non-blocking eventfd whose ``take()`` reads and resets the counter."""
-
-    def __init__(self) -> None:
-        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-
-    def take(self) -> int:
-        try:
-            return os.eventfd_read(self.fd)
-        except BlockingIOError:
-            return 0
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 @pytest.fixture
@@ -172,7 +157,7 @@ def test_writes_signal_once_each_without_exiting(vm: Vm, efd: EventFd, bus: str,
     vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
     result = run(vm, write_loop(bus, N, size, BASES[bus]))
     assert_stayed_in_kernel(result)
-    assert efd.take() == N
+    assert efd.drain() == N
 
 
 @pytest.mark.parametrize("bus", BUSES)
@@ -182,7 +167,7 @@ def test_reads_return_zero_without_exiting(vm: Vm, efd: EventFd, bus: str, size:
     result = run(vm, read_loop(bus, N, size, BASES[bus]))
     assert_stayed_in_kernel(result)
     assert result.done_value == 0  # OR of every value read (EAX poisoned before each)
-    assert efd.take() == 0  # reads never signal
+    assert efd.drain() == 0  # reads never signal
 
 
 @pytest.mark.parametrize("bus", BUSES)
@@ -192,7 +177,7 @@ def test_writes_anywhere_in_the_range_signal(vm: Vm, efd: EventFd, bus: str) -> 
     accesses += [Access(bus, base + off, 4) for off in range(RANGE_LEN - 3)]
     vm.iofd(base, RANGE_LEN, efd.fd, pio=bus == "pio")
     assert_stayed_in_kernel(run(vm, programs.access_sequence(accesses)))
-    assert efd.take() == len(accesses)
+    assert efd.drain() == len(accesses)
 
 
 # --- range edges -------------------------------------------------------------------------------
@@ -222,10 +207,10 @@ def test_write_at_range_edge(vm: Vm, efd: EventFd, bus: str, offset: int, size: 
     result = run(vm, programs.access_sequence([Access(bus, addr, size)]), recorder)
     if claimed:
         assert_stayed_in_kernel(result)
-        assert efd.take() == 1
+        assert efd.drain() == 1
     else:
         assert_all_exited(result, 1)
-        assert efd.take() == 0
+        assert efd.drain() == 0
         kind = "io" if bus == "pio" else "mmio"
         assert recorder.seen == [Exit(kind, addr, size, True, programs.PATTERN & mask(size))]
 
@@ -247,7 +232,7 @@ def test_read_at_range_edge(vm: Vm, efd: EventFd, bus: str, offset: int, size: i
     else:
         assert_all_exited(result, 1)
         assert result.done_value == recorder.read_value & mask(size)  # userspace answered
-    assert efd.take() == 0
+    assert efd.drain() == 0
 
 
 # --- deassign --------------------------------------------------------------------------------
@@ -260,7 +245,7 @@ def test_deassign_returns_writes_to_userspace(vm: Vm, efd: EventFd, bus: str) ->
     result = run(vm, write_loop(bus, N, 2, BASES[bus]), recorder)
     assert_all_exited(result, N)
     assert len(recorder.seen) == N
-    assert efd.take() == 0
+    assert efd.drain() == 0
 
 
 @pytest.mark.parametrize("bus", BUSES)
@@ -271,7 +256,7 @@ def test_reassign_after_deassign(vm: Vm, efd: EventFd, bus: str) -> None:
         vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio, deassign=True)
     vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
     assert_stayed_in_kernel(run(vm, write_loop(bus, N, 1, BASES[bus])))
-    assert efd.take() == N
+    assert efd.drain() == N
 
 
 # --- error codes -----------------------------------------------------------------------------
@@ -354,7 +339,7 @@ def test_adjacent_ranges_and_other_bus_do_not_overlap(vm: Vm, efd: EventFd, efd2
         programs.access_sequence([Access(bus, base + RANGE_LEN - 1, 1), Access(bus, base + RANGE_LEN, 1)]),
     )
     assert_stayed_in_kernel(result)
-    assert (efd.take(), efd2.take()) == (1, 1)  # each write went to its own range
+    assert (efd.drain(), efd2.drain()) == (1, 1)  # each write went to its own range
 
 
 @pytest.mark.parametrize("bus", BUSES)
@@ -412,7 +397,7 @@ def test_iofd_and_ioeventfd_on_different_addresses(vm: Vm, efd: EventFd, efd2: E
     vm.ioeventfd(OTHER[bus], 2, efd2.fd, pio=pio)
     accesses = [Access(bus, BASES[bus] + 1, 2), Access(bus, OTHER[bus], 2)] * N
     assert_stayed_in_kernel(run(vm, programs.access_sequence(accesses)))
-    assert (efd.take(), efd2.take()) == (N, N)
+    assert (efd.drain(), efd2.drain()) == (N, N)
 
 
 @pytest.mark.parametrize("bus", BUSES)
@@ -443,13 +428,13 @@ def test_iofd_over_ioeventfd_is_eexist(vm: Vm, efd: EventFd, efd2: EventFd, bus:
 def test_mainline_ioeventfd_wildcard_still_exact(vm: Vm, efd: EventFd, bus: str, size: int) -> None:
     vm.ioeventfd(BASES[bus], size, efd.fd, pio=bus == "pio")
     assert_stayed_in_kernel(run(vm, write_loop(bus, N, size, BASES[bus])))
-    assert efd.take() == N
+    assert efd.drain() == N
 
 
 def test_mainline_ioeventfd_any_length_mmio(vm: Vm, efd: EventFd) -> None:
     vm.ioeventfd(MMIO_BASE, 0, efd.fd)
     assert_stayed_in_kernel(run(vm, programs.mmio_write_loop(N, 4, addr=MMIO_BASE)))
-    assert efd.take() == N
+    assert efd.drain() == N
 
 
 # --- the userspace baseline --------------------------------------------------------------------
@@ -501,4 +486,4 @@ def test_native_loop_with_iofd_exits_once(vm: Vm, efd: EventFd, bus: str) -> Non
     vm.load(write_loop(bus, N, 2, BASES[bus]))
     result = run_native(vm.create_vcpu(), timeout_s=TIMEOUT_S)
     assert (result.exits, result.device_exits, result.end) == (1, 0, "done")
-    assert efd.take() == N
+    assert efd.drain() == N
