@@ -113,7 +113,7 @@ def _one(target: Target, out_root: Path, local_kos: dict[str, Path], with_pytest
             finally:
                 _cleanup(host)
     except HarnessError as e:
-        outcome.error = str(e)
+        outcome.error = str(e) if str(e).startswith(f"{target.label}:") else f"{target.label}: {e}"
     except Exception as e:  # a bug here must not lose the other hosts' results
         (out / "error.log").write_text(traceback.format_exc())
         outcome.error = f"{target.label}: {type(e).__name__}: {e} (traceback in {out}/error.log)"

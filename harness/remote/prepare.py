@@ -12,6 +12,7 @@ when done.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import tempfile
@@ -154,18 +155,29 @@ def _doorbell(host: Host, local_kos: dict[str, Path]) -> None:
 
 
 def open_host(remote: Remote, local_kos: dict[str, Path], with_pytest: bool) -> Host:
-    """Check, unpack, probe: a Host that can run the runner (and the tests)."""
+    """Check, unpack, probe: a Host that can run the runner (and the tests).
+    A host found unfit is left as it was found: its work directory goes."""
     sudo = _prerequisites(remote)
     host = Host(remote, _unpack(remote, with_pytest), sudo)
-    r = host.check(remote.run(host.python("harness.remote.hostinfo"), 120, "the KVM probe"),
+    try:
+        _probe(host)
+        _require_iofd(host)
+        _doorbell(host, local_kos)
+    except RemoteError:
+        if remote.alive():
+            with contextlib.suppress(RemoteError):  # the first error is the one to show
+                close_host(host)
+        raise
+    return host
+
+
+def _probe(host: Host) -> None:
+    r = host.check(host.remote.run(host.python("harness.remote.hostinfo"), 120, "the KVM probe"),
                    "the KVM probe")
     try:
         host.info = json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise RemoteError(f"{host.label}: the KVM probe printed no JSON", r.stdout[-500:]) from None
-    _require_iofd(host)
-    _doorbell(host, local_kos)
-    return host
 
 
 def close_host(host: Host) -> None:
