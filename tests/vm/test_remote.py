@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from harness import paths
+from harness.remote.connection import Remote
+from harness.remote.target import load_config, resolve
 from harness.vm import ssh
 from harness.vm.session import Session
 
@@ -170,3 +172,13 @@ def test_failed_authentication_is_refused(sshd: int, tmp_path: Path) -> None:
     assert "iofd-vm: authentication as root failed" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
 
+
+
+def test_proxy_command_is_honoured(sshd: int, tmp_path: Path) -> None:
+    # Port 1 has no listener here: only the ProxyCommand can reach the guest.
+    config = ssh.write_client_files(tmp_path, {"proxied": 1})
+    with open(config, "a") as f:
+        f.write("    ProxyCommand bash -c 'exec 3<>/dev/tcp/127.0.0.1/"
+                f"{sshd}; cat <&3 & exec cat >&3'\n")
+    with Remote(resolve("ssh://proxied", load_config(config))) as remote:
+        assert remote.run("echo through the proxy").stdout == "through the proxy\n"
