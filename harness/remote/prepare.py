@@ -6,8 +6,8 @@ doorbell module is the one exception, since the benchmark cannot count
 without it: one already loaded is used; otherwise it is loaded from the
 host's modules (``modprobe``), from a ``doorbell.ko`` built here for the
 same kernel release, or built there from the shipped source against the
-host's ``/lib/modules/$(uname -r)/build``; whichever loaded it unloads it
-when done.
+host's ``/lib/modules/$(uname -r)/build``; a run that loaded it unloads it
+when done, unless another run is using the host.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Host:
         return r
 
 
-def _prerequisites(remote: Remote) -> str:
+def prerequisites(remote: Remote) -> str:
     """Check architecture, compiler, Python and root; the sudo prefix to use."""
     label = remote.target.label
     lines = remote.run(PREREQS, 60, "the prerequisite check").stdout.split()
@@ -157,7 +157,7 @@ def _doorbell(host: Host, local_kos: dict[str, Path]) -> None:
 def open_host(remote: Remote, local_kos: dict[str, Path], with_pytest: bool) -> Host:
     """Check, unpack, probe: a Host that can run the runner (and the tests).
     A host found unfit is left as it was found: its work directory goes."""
-    sudo = _prerequisites(remote)
+    sudo = prerequisites(remote)
     host = Host(remote, _unpack(remote, with_pytest), sudo)
     try:
         _probe(host)

@@ -15,8 +15,8 @@ import pytest
 
 from harness import junit, paths
 from harness.errors import HarnessError
-from harness.remote import commands, hostinfo, payload, table
-from harness.remote.connection import Remote, RemoteError
+from harness.remote import commands, hostinfo, payload, prepare, table
+from harness.remote.connection import Remote, RemoteError, Result
 from harness.remote.jobs import Outcome, host_env
 from harness.remote.target import Target, load_config, resolve, split_url
 from harness.vm import ssh
@@ -207,3 +207,35 @@ def test_vm_client_files_pin_the_vm_host_keys(tmp_path: Path,
         "[127.0.0.1]:2222 ssh-ed25519 AAAAkey\n[127.0.0.1]:3333 ssh-ed25519 AAAAkey\n")
     t = resolve("ssh://fwd", load_config(cfg))
     assert (t.port, t.user, t.known_hosts[0]) == (3333, "root", str(tmp_path / "known_hosts"))
+
+
+class FakeRemote:
+    """Answers the prerequisite check as a host with these facts would."""
+
+    def __init__(self, machine: str = "x86_64", uid: str = "0", cc: str = "cc",
+                 py: str = "3.11", sudo_rc: int = 0) -> None:
+        self.target = Target(url="ssh://h", label="h", hostname="h", port=22, user="me")
+        self.answer = f"{machine}\n{uid}\n{cc}\n{py}\n"
+        self.sudo_rc = sudo_rc
+
+    def run(self, cmd: str, timeout: float = 0, what: str | None = None) -> Result:
+        if cmd == "sudo -n true":
+            return Result("", "sudo: a password is required", self.sudo_rc)
+        return Result(self.answer, "", 0)
+
+
+@pytest.mark.parametrize("facts,why", [
+    ({"machine": "aarch64"}, "the host is aarch64"),
+    ({"py": "3.9"}, r"needs python3 >= 3.11, has 3.9"),
+    ({"py": "none"}, r"needs python3 >= 3.11, has none"),
+    ({"cc": "no-cc"}, "no C compiler"),
+    ({"uid": "1000", "sudo_rc": 1}, "me is not root and has no passwordless sudo"),
+])
+def test_unfit_hosts_are_named_and_refused(facts: dict, why: str) -> None:
+    with pytest.raises(RemoteError, match=f"^h: .*{why}"):
+        prepare.prerequisites(FakeRemote(**facts))  # type: ignore[arg-type]
+
+
+def test_root_or_sudo_decides_the_prefix() -> None:
+    assert prepare.prerequisites(FakeRemote()) == ""  # type: ignore[arg-type]
+    assert prepare.prerequisites(FakeRemote(uid="1000")) == "sudo -n "  # type: ignore[arg-type]
