@@ -1,6 +1,6 @@
 """The remote-target pieces that need no remote host: URLs, SSH config,
 payload, the merged table, and the errors for hosts that cannot be used.
-The real SSH runs are in tests/vm/test_remote.py, against the VM's sshd."""
+The real SSH runs are in tests/vm/test_remote_ssh.py, against the VM's sshd."""
 
 from __future__ import annotations
 
