@@ -66,7 +66,7 @@ def _bench(host: prepare.Host, out: Path, n: int, trials: int) -> dict[str, Any]
         f"kernel {host.info['kernel']})")
     r = host.remote.run(host.python(f"harness.bench.runner --iterations {n} --trials {trials} "
                                     f"--out {shlex.quote(raw_remote)}"),
-                        runner_timeout(n, trials), "the benchmark")
+                        max(runner_timeout(n, trials), prepare.STEP_TIMEOUT), "the benchmark")
     if r.rc not in (0, 1):
         raise RemoteError(f"{host.label}: the benchmark runner failed (exit {r.rc})",
                           (r.stderr.strip() or r.stdout.strip())[-1500:] or None)

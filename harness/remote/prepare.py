@@ -25,6 +25,10 @@ from harness.remote import payload
 from harness.remote.connection import Remote, RemoteError, Result
 
 MIN_PYTHON = (3, 11)
+# Each set-up step takes seconds on real hardware; the limit only catches a
+# hung host, and must allow a debug kernel under TCG, where starting python
+# alone can take a minute.
+STEP_TIMEOUT = 600.0
 LOADED = "grep -q '^doorbell ' /proc/modules"
 LOCK = "/tmp/kvm-iofd.lock"
 PREREQS = (
@@ -67,7 +71,7 @@ class Host:
 def prerequisites(remote: Remote) -> str:
     """Check architecture, compiler, Python and root; the sudo prefix to use."""
     label = remote.target.label
-    lines = remote.run(PREREQS, 60, "the prerequisite check").stdout.split()
+    lines = remote.run(PREREQS, STEP_TIMEOUT, "the prerequisite check").stdout.split()
     if len(lines) != 4:
         raise RemoteError(f"{label}: unexpected answer to the prerequisite check: {lines}")
     machine, uid, cc, py = lines
@@ -80,7 +84,7 @@ def prerequisites(remote: Remote) -> str:
                           "the KVM_RUN loop is compiled there; install gcc")
     if uid == "0":
         return ""
-    if remote.run("sudo -n true", 30, "sudo -n true").rc:
+    if remote.run("sudo -n true", STEP_TIMEOUT, "sudo -n true").rc:
         raise RemoteError(f"{label}: {remote.target.user} is not root and has no passwordless sudo",
                           "KVM and the doorbell module need root; connect as root or allow sudo -n")
     return "sudo -n "
@@ -88,14 +92,15 @@ def prerequisites(remote: Remote) -> str:
 
 def _unpack(remote: Remote, with_pytest: bool) -> str:
     label = remote.target.label
-    r = remote.run("mktemp -d /tmp/kvm-iofd.XXXXXXXX", 30, "creating the work directory")
+    r = remote.run("mktemp -d /tmp/kvm-iofd.XXXXXXXX", STEP_TIMEOUT,
+                   "creating the work directory")
     workdir = r.stdout.strip()
     if r.rc or not workdir.startswith("/tmp/kvm-iofd."):
         raise RemoteError(f"{label}: cannot create a work directory in /tmp", r.stderr.strip())
     with tempfile.TemporaryDirectory() as tmp:
         tarball = payload.build(Path(tmp) / "payload.tar.gz", with_pytest)
         remote.put(tarball, f"{workdir}/payload.tar.gz")
-    r = remote.run(f"cd {workdir} && tar -xzf payload.tar.gz && chmod -R a+rX .", 120,
+    r = remote.run(f"cd {workdir} && tar -xzf payload.tar.gz && chmod -R a+rX .", STEP_TIMEOUT,
                    "unpacking the payload")
     if r.rc:
         raise RemoteError(f"{label}: unpacking the payload failed", r.stderr.strip())
@@ -112,7 +117,7 @@ def _require_iofd(host: Host) -> None:
                           "boot the host into a kernel with kernel-patch/ applied")
 
 
-def _as_root(host: Host, cmd: str, what: str, timeout: float = 300) -> Result:
+def _as_root(host: Host, cmd: str, what: str, timeout: float = STEP_TIMEOUT) -> Result:
     return host.remote.run(f"{host.sudo}sh -c {shlex.quote(cmd)}", timeout, what)
 
 
@@ -124,7 +129,7 @@ def _locked(cmd: str) -> str:
 
 def _doorbell(host: Host, local_kos: dict[str, Path]) -> None:
     """Find (and load if needed) a doorbell module matching the host's kernel."""
-    r = _as_root(host, "modinfo -n doorbell 2>/dev/null", "modinfo doorbell", 30)
+    r = _as_root(host, "modinfo -n doorbell 2>/dev/null", "modinfo doorbell")
     installed = r.stdout.strip() if r.rc == 0 else None
     release = host.info["kernel"]
     built_here = local_kos.get(release)
@@ -172,7 +177,8 @@ def open_host(remote: Remote, local_kos: dict[str, Path], with_pytest: bool) -> 
 
 
 def _probe(host: Host) -> None:
-    r = host.check(host.remote.run(host.python("harness.remote.hostinfo"), 120, "the KVM probe"),
+    r = host.check(host.remote.run(host.python("harness.remote.hostinfo"), STEP_TIMEOUT,
+                                    "the KVM probe"),
                    "the KVM probe")
     try:
         host.info = json.loads(r.stdout.strip().splitlines()[-1])
@@ -187,4 +193,4 @@ def close_host(host: Host) -> None:
     if host.loaded_doorbell:
         # Not while another run (another --target naming the same host) is there.
         cleanup += "; " + _locked("ls -d /tmp/kvm-iofd.*/ >/dev/null 2>&1 || rmmod doorbell")
-    _as_root(host, cleanup, "cleaning up", 60)
+    _as_root(host, cleanup, "cleaning up")
