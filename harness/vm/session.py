@@ -7,12 +7,17 @@ a directory shared read-write with the guest, its stdout, stderr and exit
 code come back as files there, and only a short completion marker is
 awaited on the console.  After each command the guest's kernel log is read
 and cleared; a splat fails the step and is shown.
+
+The console vng gives the guest kernel (hvc0) comes up late in boot, so the
+session adds the early serial console on the same terminal: a panic before
+hvc0 exists, after which panic=-1 and -no-reboot make QEMU quit at once, is
+shown and reported as a panic instead of leaving an empty console log.
 """
 
 import contextlib
 import itertools
 import os
-import re
+import shlex
 import shutil
 import signal
 import tempfile
@@ -29,6 +34,10 @@ from harness.vm import splat
 from harness.vm.boot import BootOptions, vng_command
 
 PANIC = r"Kernel panic - not syncing[^\r\n]*"
+# ttyS0 is the terminal vng gives the shell.  At vng's quiet log level only
+# a panic (which raises the console log level itself) comes through, and
+# the early console hands over to hvc0 once that is registered.
+EARLY_CONSOLE = "earlyprintk=serial,ttyS0,115200"
 
 
 class GuestError(HarnessError):
@@ -51,6 +60,7 @@ class Session:
         self.boot_timeout = boot_timeout
         self.xfer = Path(tempfile.mkdtemp(prefix="xfer-", dir=_xfer_root()))
         self.opts.rwdirs = [*self.opts.rwdirs, self.xfer]
+        self.opts.append = [*self.opts.append, EARLY_CONSOLE]
         self.console_log = paths.cache_root() / "logs" / f"console-{os.getpid()}-{id(self)}.log"
         self.child: pexpect.spawn | None = None
         self._n = itertools.count(1)
@@ -65,7 +75,7 @@ class Session:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
-        cmd = vng_command(self.tree, self.opts)
+        cmd = self.command()
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         log = self.console_log.open("w", encoding="utf-8", errors="replace")
         with phase(f"booting {self.tree.name} under {self.opts.accel.accel} "
@@ -83,6 +93,10 @@ class Session:
         found = splat.find(boot_log)
         if found:
             raise GuestError("the guest kernel splatted while booting", splat.describe(found))
+
+    def command(self) -> list[str]:
+        """The vng command line this session boots with."""
+        return vng_command(self.tree, self.opts)
 
     def close(self) -> None:
         if self.child is None:
@@ -137,10 +151,13 @@ class Session:
             text = _tail(self.console_log)
             self.close()
             raise GuestError(f"the guest kernel panicked during {what}", text)
-        tail = _tail(self.console_log)
-        self.close()
         if i == len(patterns) + 1:
-            raise GuestError(f"the VM exited during {what}", tail)
+            how = describe_exit(*_wait_exit(self.child))
+            tail = _tail(self.console_log) or _empty_console(self.console_log, self.command())
+            self.close()
+            raise GuestError(f"the VM exited during {what} ({how})", tail)
+        tail = _tail(self.console_log) or f"the console log is empty: {self.console_log}"
+        self.close()
         raise GuestError(f"{what} did not finish within {timeout:.0f} s; QEMU was killed", tail)
 
 
@@ -155,12 +172,53 @@ def _quote(s: str) -> str:
 
 
 def _tail(log: Path, lines: int = 60) -> str:
+    """The console log's last *lines*; "" when it has nothing to show.
+
+    Read as bytes: the terminal ends lines with "\r\r\n", which text mode's
+    universal newlines turns into two, halving what the tail shows (a debug
+    kernel's panic header fell out of it).
+    """
     try:
-        text = log.read_text(errors="replace")
+        text = log.read_bytes().decode(errors="replace")
     except OSError:
-        return "(no console log)"
-    text = re.sub(r"\r", "", text)
+        return ""
+    text = text.replace("\r", "")
+    if not text.strip():
+        return ""
     return "console tail:\n" + "\n".join(text.splitlines()[-lines:]) + f"\n(full console log: {log})"
+
+
+def _empty_console(log: Path, cmd: list[str]) -> str:
+    """What an empty console means, and how to see the boot that printed nothing."""
+    verbose = [cmd[0], "--verbose", *cmd[1:]]
+    return (f"the console log is empty ({log}): neither vng nor QEMU printed anything, so the "
+            "guest died before even its early console was up (a triple fault quits QEMU "
+            "silently under -no-reboot); to watch the whole boot, run by hand:\n  "
+            + shlex.join(verbose))
+
+
+def _wait_exit(child: pexpect.spawn, grace: float = 5.0) -> tuple[int | None, int | None]:
+    """vng's (exit status, signal), waiting *grace* s: at EOF it may still be reaping QEMU."""
+    deadline = time.monotonic() + grace
+    while child.isalive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return child.exitstatus, child.signalstatus
+
+
+def describe_exit(status: int | None, signal_number: int | None) -> str:
+    """vng's end in words.
+
+    virtme-run exits with QEMU's raw wait status, which the exit code
+    truncates to its low byte: QEMU failing with 1 reads 0 here, so 0 only
+    says that vng was not killed.
+    """
+    if signal_number is not None:
+        with contextlib.suppress(ValueError):
+            return f"vng killed by {signal.Signals(signal_number).name}"
+        return f"vng killed by signal {signal_number}"
+    if status is None:
+        return "vng still running"
+    return f"vng exit status {status}"
 
 
 def _kill(child: pexpect.spawn) -> None:

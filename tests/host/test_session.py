@@ -1,0 +1,79 @@
+"""The session's boot errors, with a shell standing in for vng: no VM needed."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from harness.vm.accel import Decision
+from harness.vm.boot import BootOptions
+from harness.vm.session import EARLY_CONSOLE, GuestError, Session, _tail, describe_exit
+
+
+@pytest.fixture
+def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session]:
+    monkeypatch.setenv("KVM_IOFD_CACHE", str(tmp_path))
+    s = Session(Path("/k"), BootOptions(accel=Decision("tcg", "test")))
+    yield s
+    s.close()
+
+
+def fake_vng(s: Session, script: str) -> None:
+    """Make *script*, run by sh, the session's child, logged like a real boot."""
+    s.console_log.parent.mkdir(parents=True, exist_ok=True)
+    s.child = pexpect.spawn("sh", ["-c", script], encoding="utf-8", timeout=10)
+    s.child.logfile_read = s.console_log.open("w", encoding="utf-8")
+
+
+def test_early_console_is_on_the_command_line(session: Session) -> None:
+    cmd = session.command()
+    assert cmd[cmd.index(EARLY_CONSOLE) - 1] == "--append"
+
+
+def test_exit_with_empty_console_says_so(session: Session) -> None:
+    fake_vng(session, "exit 3")
+    with pytest.raises(GuestError, match=r"exited during boot \(vng exit status 3\)") as e:
+        session._expect([r"[#$] ?$"], 10, "boot")
+    assert "console log is empty" in str(e.value)
+    assert "vng --verbose --run /k" in str(e.value)
+    assert session.child is None
+
+
+def test_exit_shows_what_vng_printed(session: Session) -> None:
+    fake_vng(session, "echo 'qemu-system-x86_64: cannot set up guest memory' >&2; exit 1")
+    with pytest.raises(GuestError, match=r"vng exit status 1") as e:
+        session._expect([r"[#$] ?$"], 10, "boot")
+    assert "cannot set up guest memory" in str(e.value)
+    assert "console log is empty" not in str(e.value)
+
+
+def test_early_panic_is_reported_as_a_panic(session: Session) -> None:
+    fake_vng(session, "echo 'Kernel panic - not syncing: KASAN: panic_on_warn set ...'")
+    with pytest.raises(GuestError, match="panicked during boot") as e:
+        session._expect([r"[#$] ?$"], 10, "boot")
+    assert "KASAN" in str(e.value)
+
+
+@pytest.mark.parametrize(("status", "sig", "words"), [
+    (0, None, "vng exit status 0"),
+    (None, 9, "vng killed by SIGKILL"),
+    (None, 200, "vng killed by signal 200"),
+    (None, None, "vng still running"),
+])
+def test_describe_exit(status: int | None, sig: int | None, words: str) -> None:
+    assert describe_exit(status, sig) == words
+
+
+def test_tail_counts_terminal_lines_once(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    log.write_bytes(b"".join(b"line %d\r\r\n" % i for i in range(100)))
+    tail = _tail(log, lines=10)
+    assert tail.splitlines()[1:11] == [f"line {i}" for i in range(90, 100)]
+
+
+def test_tail_of_an_empty_log_is_empty(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    log.write_bytes(b"\r\r\n")
+    assert _tail(log) == ""
+    assert _tail(tmp_path / "missing.log") == ""
