@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from harness.vm.accel import Decision
-from harness.vm.boot import BootOptions, vng_command
+from harness.vm.boot import BootOptions, options_for, vng_command
 
 
 def test_tcg_one_vcpu() -> None:
@@ -20,3 +20,8 @@ def test_kvm_and_exec() -> None:
     cmd = vng_command(Path("/k"), BootOptions(accel=Decision("kvm", "test")), exec_cmd="true")
     assert "--disable-kvm" not in cmd
     assert cmd[-2:] == ["--exec", "true"]
+
+
+def test_debug_kernel_gets_longer_to_boot() -> None:
+    tcg = Decision("tcg", "test")
+    assert options_for("debug", tcg, []).boot_timeout > options_for("default", tcg, []).boot_timeout
