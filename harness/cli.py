@@ -102,13 +102,13 @@ def cmd_gates(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """The 2009 results table, measured: see :mod:`harness.bench`."""
-    from harness.bench import host  # matplotlib loads only for this command
-
     if args.target:
         from harness.remote import commands
 
         return commands.bench(args.target, args.ssh_config, args.iterations, args.trials,
                               args.strict, args.results)
+    from harness.bench import host  # matplotlib loads only for this command
+
     k = _kernel(args)
     return host.run(k, boot_options(k), args.iterations, args.trials, strict=args.strict)
 
@@ -139,7 +139,7 @@ def cmd_kselftests(args: argparse.Namespace) -> int:
     opts = boot_options(k)
     with Session(Path(k.tree), opts) as s:
         s.run("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel")
-        r = s.run(f"cd {k.kselftests} && ./run_kselftest.sh -c kvm", timeout=args.timeout)
+        r = s.run(kselftest.command(k.kselftests), timeout=args.timeout)
     results = kselftest.parse(r.stdout)
     c = kselftest.counts(results)
     say(f"KVM selftests on {k.release}: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip")

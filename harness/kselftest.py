@@ -13,6 +13,13 @@ BASELINE = Path(__file__).resolve().parent.parent / "tests" / "vm" / "kvm-selfte
 _RESULT = re.compile(r"^(?P<not>not )?ok \d+ selftests: kvm: (?P<name>\S+)(?: # (?P<why>.*))?$")
 
 
+def command(installed: str, test: str | None = None) -> str:
+    """The shell command running every KVM selftest installed in *installed*,
+    or only *test*, with the kselftest runner (TAP on stdout)."""
+    which = f"-t kvm:{test}" if test else "-c kvm"
+    return f"cd {installed} && ./run_kselftest.sh {which}"
+
+
 def parse(tap: str) -> dict[str, str]:
     """Test name -> "pass", "skip" or "fail" (timeouts and crashes are failures)."""
     results = {}

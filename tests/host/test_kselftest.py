@@ -39,3 +39,8 @@ def test_dump_load_round_trip(tmp_path) -> None:
     p.write_text("# comment\n" + kselftest.dump(res))
     assert kselftest.load(p) == res
     assert kselftest.counts(res) == {"pass": 1, "fail": 2, "skip": 1}
+
+
+def test_command_runs_all_or_one() -> None:
+    assert kselftest.command("/ks") == "cd /ks && ./run_kselftest.sh -c kvm"
+    assert kselftest.command("/ks", "iofd_test") == "cd /ks && ./run_kselftest.sh -t kvm:iofd_test"

@@ -14,7 +14,7 @@ SUITE_TIMEOUT = 3600
 
 
 def test_upstream_kvm_selftests_do_not_regress(guest: Session, kernel: Kernel) -> None:
-    r = guest.run(f"cd {kernel.kselftests} && ./run_kselftest.sh -c kvm", timeout=SUITE_TIMEOUT)
+    r = guest.run(kselftest.command(kernel.kselftests), timeout=SUITE_TIMEOUT)
     results = kselftest.parse(r.stdout)
     base = kselftest.load()
     c = kselftest.counts(results)
@@ -27,8 +27,7 @@ def test_upstream_kvm_selftests_do_not_regress(guest: Session, kernel: Kernel) -
     # reproduce once, alone, before it is blamed on the series.
     flaky = []
     for name in broken:
-        again = guest.run(f"cd {kernel.kselftests} && ./run_kselftest.sh -t kvm:{name}",
-                          timeout=600)
+        again = guest.run(kselftest.command(kernel.kselftests, name), timeout=600)
         if kselftest.parse(again.stdout).get(name) == "pass":
             flaky.append(name)
     if flaky:
