@@ -63,8 +63,8 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
             f"ssh-keyscan {port}{t.hostname} >> ~/.ssh/known_hosts")
 
 
-def _host_keys(target: Target) -> tuple[paramiko.HostKeys, list[str]]:
-    keys = paramiko.HostKeys()
+def _load_host_keys(target: Target, keys: paramiko.HostKeys) -> list[str]:
+    """Add every known_hosts file of *target* that exists to *keys*; their paths."""
     used = []
     for f in target.known_hosts:
         if os.path.isfile(f):
@@ -73,7 +73,7 @@ def _host_keys(target: Target) -> tuple[paramiko.HostKeys, list[str]]:
             except (OSError, paramiko.SSHException) as e:
                 raise RemoteError(f"{target.label}: cannot read known_hosts file {f}: {e}") from None
             used.append(f)
-    return keys, used
+    return used
 
 
 class Remote:
@@ -93,10 +93,7 @@ class Remote:
 
     def connect(self) -> None:
         t = self.target
-        keys, used = _host_keys(t)
-        for host, entries in keys.items():
-            for kind, key in entries.items():
-                self.client.get_host_keys().add(host, kind, key)
+        used = _load_host_keys(t, self.client.get_host_keys())
         self.client.set_missing_host_key_policy(_RefuseUnknown(t))
         sock = paramiko.ProxyCommand(t.proxy_command) if t.proxy_command else None
         try:

@@ -54,10 +54,10 @@ class Result:
 class Session:
     """One booted VM.  Use as a context manager, or call start() and close()."""
 
-    def __init__(self, tree: Path, opts: BootOptions, boot_timeout: float | None = None) -> None:
+    def __init__(self, tree: Path, opts: BootOptions) -> None:
         self.tree = tree
         self.opts = opts
-        self.boot_timeout = opts.boot_timeout if boot_timeout is None else boot_timeout
+        self.boot_timeout = opts.boot_timeout
         self.xfer = Path(tempfile.mkdtemp(prefix="xfer-", dir=_xfer_root()))
         self.opts.rwdirs = [*self.opts.rwdirs, self.xfer]
         self.opts.append = [*self.opts.append, EARLY_CONSOLE]
