@@ -19,7 +19,7 @@ from harness.kernel.prepare import Kernel, built, flavour_of, kernel_src, prepar
 from harness.progress import say
 from harness.vm import accel
 from harness.vm.boot import BootOptions, options_for, vng_command
-from harness.vm.session import Session
+from harness.vm.session import LOAD_KVM, Session
 
 BENCH_ITERATIONS = bench_modes.DEFAULT_ITERATIONS
 BENCH_TRIALS = bench_modes.DEFAULT_TRIALS
@@ -73,8 +73,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
                 "cat /sys/module/kvm_intel/parameters/ept"),
         ("doorbell", f"insmod {k.doorbell_ko} && ls -l /dev/doorbell && rmmod doorbell"),
     ]
-    with Session(Path(k.tree), boot_options(k)) as s:
-        s.run("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel")
+    with Session(Path(k.tree), boot_options(k), setup=(LOAD_KVM,)) as s:
         for name, cmd in checks:
             r = s.run(cmd)
             status = "ok" if r.rc == 0 else f"FAILED (exit {r.rc})"
@@ -137,20 +136,26 @@ def cmd_kselftests(args: argparse.Namespace) -> int:
     flavour = "base" if args.baseline else flavour_of(args.debug)
     k = built(flavour=flavour) if args.no_build else prepare_flavour(flavour)
     opts = boot_options(k)
-    with Session(Path(k.tree), opts) as s:
-        s.run("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel")
-        r = s.run(kselftest.command(k.kselftests), timeout=args.timeout)
-    results = kselftest.parse(r.stdout)
-    c = kselftest.counts(results)
-    say(f"KVM selftests on {k.release}: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip")
+    slowdown = kselftest.SLOWDOWN.get(k.flavour, 1)
+    budget = int(args.timeout) * slowdown
+    with Session(Path(k.tree), opts, setup=(LOAD_KVM,)) as s:
+        # The baseline decides what the planned runs go easy on: it runs all
+        # tests with the runner's own limits.
+        run = (kselftest.run(s, k.kselftests, budget=budget) if args.baseline else
+               kselftest.run_planned(s, k.kselftests, kselftest.load(), budget, slowdown))
+    c = kselftest.counts(run.results)
+    say(f"KVM selftests on {k.release}: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip "
+        f"in {sum(run.took.values())} s; slowest: {kselftest.slowest(run.took)}")
+    if run.overran:
+        raise HarnessError(run.overran, "raise --timeout, or run on a quieter host")
     if args.baseline:
         header = (f"# KVM selftests on the unpatched base {k.release}, one vCPU, "
                   f"{opts.accel.accel}; written by 'python -m harness kselftests "
                   "--baseline'\n")
-        kselftest.BASELINE.write_text(header + kselftest.dump(results))
+        kselftest.BASELINE.write_text(header + kselftest.dump(run.results))
         say(f"baseline written to {kselftest.BASELINE}")
         return 0
-    broken = kselftest.regressions(kselftest.load(), results)
+    broken = kselftest.regressions(kselftest.load(), run.results)
     if broken:
         raise HarnessError(f"passed on the base, not with the series: {' '.join(broken)}",
                            f"rerun one with 'python -m harness run -- {k.kselftests}/"
@@ -200,7 +205,9 @@ def parser() -> argparse.ArgumentParser:
     ks = add("kselftests", cmd_kselftests, "run the upstream KVM selftests against the baseline")
     ks.add_argument("--baseline", action="store_true",
                     help="build and run the unpatched base, and record the baseline")
-    ks.add_argument("--timeout", type=float, default=3600.0)
+    ks.add_argument("--timeout", type=float, default=3600.0,
+                    help="seconds for the whole run, inside the guest (default 3600; "
+                         "times 3 for the debug kernel, as is each test's limit)")
     pp = add("patches", cmd_patches, "export the working branch to kernel-patch/", kernel=False)
     pp.add_argument("--version", type=int, help="reroll as vN (default: keep the version)")
     t = add("test", cmd_test, "run the test suite (pytest arguments follow; with --target, "

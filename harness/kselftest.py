@@ -4,20 +4,149 @@ The runner's TAP lines say, per test, "ok", "ok ... # SKIP" or "not ok";
 the result is compared with a baseline recorded on the unpatched base in
 the same nested environment, so the patch is only blamed for tests that
 passed there and no longer do.
+
+Under TCG a run takes a quarter of an hour on a quiet host and far longer
+on a loaded one, so a run is planned and bounded rather than left to the
+runner's per-test limit alone:
+
+- tests that failed on the base are run with a short per-test limit
+  (``-o``): whatever they do, they cannot regress, and most of them fail
+  by hitting the runner's 120 s limit; they still run, so a splat they
+  provoke in the patched kernel is still caught;
+- the whole run has a budget inside the guest (``timeout``), so an
+  overrun leaves the VM up and the TAP written so far readable, and the
+  report names the test that was running and the slowest ones;
+- every TAP line is stamped with the guest's clock, which gives each
+  test's duration.
 """
 
 import re
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
+from harness.vm.session import Session
+
 BASELINE = Path(__file__).resolve().parent.parent / "tests" / "vm" / "kvm-selftests-baseline.txt"
-_RESULT = re.compile(r"^(?P<not>not )?ok \d+ selftests: kvm: (?P<name>\S+)(?: # (?P<why>.*))?$")
+_STAMP = r"(?:(?P<t>\d+) )?"
+_RESULT = re.compile(_STAMP + r"(?P<not>not )?ok \d+ selftests: kvm: (?P<name>\S+)(?: # (?P<why>.*))?$")
+_START = re.compile(_STAMP + r"# selftests: kvm: (?P<name>\S+)$")
+# Prefix each line with the guest's epoch seconds (bash's printf, no fork per line).
+_STAMPER = "while IFS= read -r l; do printf '%(%s)T %s\\n' -1 \"$l\"; done"
+# After an overrun: user processes, oldest first, with their state and
+# where in the kernel they wait (a "D" stuck in KVM tells the story).
+LEFT_OVER = ("ps -eo pid,stat,etimes,wchan:28,args --sort=-etimes | "
+             "grep -v ' \\[' | head -n 25")
+# timeout(1)'s status when it stopped the command with TERM, or with KILL
+# 30 s later.
+BUDGET_RCS = (124, 137)
+# The per-test limit for tests that failed on the base anyway.
+KNOWN_FAILING_TIMEOUT = 30
+# kselftest/runner.sh's limit for a directory without a settings file.
+RUNNER_DEFAULT_TIMEOUT = 45
+# KASAN, lockdep and kmemleak make the debug kernel about this many times
+# slower: each test's limit and the whole budget grow with it.
+SLOWDOWN = {"debug": 3}
 
 
-def command(installed: str, test: str | None = None) -> str:
-    """The shell command running every KVM selftest installed in *installed*,
-    or only *test*, with the kselftest runner (TAP on stdout)."""
-    which = f"-t kvm:{test}" if test else "-c kvm"
-    return f"cd {installed} && ./run_kselftest.sh {which}"
+def command(installed: str, tests: list[str] | None = None, timeout: int | None = None,
+            budget: int | None = None) -> str:
+    """The shell command running the KVM selftests installed in *installed*
+    (all of them, or *tests*) with the kselftest runner: stamped TAP on
+    stdout.  *timeout* overrides each test's limit; *budget* bounds the
+    whole run, which then exits with one of :data:`BUDGET_RCS`."""
+    which = "-c kvm" if tests is None else " ".join(f"-t kvm:{t}" for t in tests)
+    if timeout is not None:
+        which += f" -o {timeout}"
+    pipeline = f"./run_kselftest.sh {which} 2>&1 | {_STAMPER}"
+    if budget is None:
+        return f"cd {installed} && {pipeline}"
+    # timeout(1) waits for its child alone: a test stuck past KILL (in D
+    # state, say) cannot hold the run open, though it holds the pipe.
+    return (f"cd {installed} && timeout -k 30 {budget} bash -c "
+            + shlex.quote(f"set -o pipefail; {pipeline}"))
+
+
+def available(installed: str) -> list[str]:
+    """The KVM tests the install holds, in the runner's order (the install
+    flattens x86_64/amx_test to amx_test, the name TAP and -t use)."""
+    lines = (Path(installed) / "kselftest-list.txt").read_text().splitlines()
+    return [line.split(":", 1)[1] for line in lines if line.startswith("kvm:")]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which tests run with the runner's own limits, which with the short one."""
+
+    full: list[str]
+    known_failing: list[str]
+
+
+def plan(tests: list[str], baseline: dict[str, str]) -> Plan:
+    """Split *tests* (names) by what they did on the base."""
+    failing = [t for t in tests if baseline.get(t) == "fail"]
+    return Plan([t for t in tests if t not in failing], failing)
+
+
+@dataclass(frozen=True)
+class Run:
+    results: dict[str, str]
+    took: dict[str, int]
+    overran: str | None  # what the budget cut short, or None
+    tap: str
+
+
+def run(guest: Session, installed: str, tests: list[str] | None = None,
+        timeout: int | None = None, budget: int = 3600) -> Run:
+    """Run the selftests (all, or those named) in *guest* within *budget*
+    seconds; the VM stays up."""
+    if tests is not None:
+        tests = [t for t in tests if t in available(installed)]
+        if not tests:  # nothing to run: not the whole collection
+            return Run({}, {}, None, "")
+    # The host's limit only catches a guest that stopped answering.
+    r = guest.run(command(installed, tests, timeout, budget), timeout=budget + 120)
+    tap = r.stdout
+    overran = None
+    if r.rc in BUDGET_RCS:
+        left = guest.run(LEFT_OVER).stdout.strip()
+        overran = (f"the run did not finish within its {budget} s budget, in "
+                   f"{unfinished(tap) or 'no test'}; processes left in the guest:\n{left}")
+    return Run(parse(tap), durations(tap), overran, tap)
+
+
+def test_timeout(installed: str) -> int:
+    """The runner's per-test limit for the KVM tests: their ``settings`` file,
+    else the runner's default."""
+    settings = Path(installed) / "kvm" / "settings"
+    if settings.exists():
+        for line in settings.read_text().splitlines():
+            if line.startswith("timeout="):
+                return int(line.split("=", 1)[1])
+    return RUNNER_DEFAULT_TIMEOUT
+
+
+def limit(installed: str, slowdown: int) -> int | None:
+    """The per-test limit override for a kernel *slowdown* times slower than
+    the one the runner's limits were set for (None: keep them)."""
+    return test_timeout(installed) * slowdown if slowdown > 1 else None
+
+
+def run_planned(guest: Session, installed: str, baseline: dict[str, str], budget: int,
+                slowdown: int = 1) -> Run:
+    """Every installed test, the ones that failed on the base with the short
+    limit (see :func:`plan`), within *budget* seconds in all.  A kernel
+    *slowdown* times slower than the one the limits were set for (the
+    debug kernel) gets each test's limit multiplied by it."""
+    p = plan(available(installed), baseline)
+    short_budget = len(p.known_failing) * (KNOWN_FAILING_TIMEOUT + 15) + 60
+    runs = [run(guest, installed, p.full, limit(installed, slowdown), budget - short_budget)]
+    if p.known_failing:
+        runs.append(run(guest, installed, p.known_failing, KNOWN_FAILING_TIMEOUT, short_budget))
+    return Run({k: v for r in runs for k, v in r.results.items()},
+               {k: v for r in runs for k, v in r.took.items()},
+               "; ".join(r.overran for r in runs if r.overran) or None,
+               "".join(r.tap for r in runs))
 
 
 def parse(tap: str) -> dict[str, str]:
@@ -34,6 +163,37 @@ def parse(tap: str) -> dict[str, str]:
         else:
             results[m.group("name")] = "pass"
     return results
+
+
+def durations(tap: str) -> dict[str, int]:
+    """Test name -> seconds it ran, from stamped TAP; a test still running
+    when the output ends is left out (see :func:`unfinished`)."""
+    started: dict[str, int] = {}
+    took = {}
+    for line in tap.splitlines():
+        line = line.strip()
+        if (m := _START.match(line)) and m.group("t"):
+            started[m.group("name")] = int(m.group("t"))
+        elif (m := _RESULT.match(line)) and m.group("t") and m.group("name") in started:
+            took[m.group("name")] = int(m.group("t")) - started[m.group("name")]
+    return took
+
+
+def unfinished(tap: str) -> str | None:
+    """The test that had started and not reported when the output ends."""
+    current = None
+    for line in tap.splitlines():
+        line = line.strip()
+        if m := _START.match(line):
+            current = m.group("name")
+        elif (m := _RESULT.match(line)) and m.group("name") == current:
+            current = None
+    return current
+
+
+def slowest(took: dict[str, int], n: int = 8) -> str:
+    top = sorted(took.items(), key=lambda kv: -kv[1])[:n]
+    return ", ".join(f"{name} {s} s" for name, s in top)
 
 
 def counts(results: dict[str, str]) -> dict[str, int]:

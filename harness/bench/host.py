@@ -26,7 +26,7 @@ from harness.kernel.prepare import Kernel
 from harness.native import build as native_build
 from harness.progress import phase, say
 from harness.vm.boot import BootOptions
-from harness.vm.session import Session
+from harness.vm.session import LOAD_KVM, Session
 
 RAW = "raw.json"
 
@@ -55,18 +55,12 @@ def measure_in_guest(kernel: Kernel, opts: BootOptions, n: int, trials: int, raw
     """
     native_build.build()
     opts = dataclasses.replace(opts, rwdirs=[*opts.rwdirs, native_build.cache_dir()])
-    with Session(Path(kernel.tree), opts) as s:
-        with phase("loading KVM and the doorbell module in the guest"):
-            for cmd in ("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel",
-                        f"grep -q '^doorbell ' /proc/modules || insmod {kernel.doorbell_ko}"):
-                r = s.run(cmd)
-                if r.rc:
-                    raise HarnessError(f"'{cmd}' failed in the guest (exit {r.rc}): {r.stderr.strip()}",
-                                       "check 'make smoke'")
-        with phase(f"measuring {len(modes.MODES)} modes x {trials} trials x {n} writes"):
-            r = s.run(f"{sys.executable} -m harness.bench.runner --iterations {n} "
-                      f"--trials {trials} --out {raw_path}",
-                      timeout=runner_timeout(n, trials), env={"PYTHONDONTWRITEBYTECODE": "1"})
+    load = (LOAD_KVM, f"grep -q '^doorbell ' /proc/modules || insmod {kernel.doorbell_ko}")
+    with (Session(Path(kernel.tree), opts, setup=load) as s,
+          phase(f"measuring {len(modes.MODES)} modes x {trials} trials x {n} writes")):
+        r = s.run(f"{sys.executable} -m harness.bench.runner --iterations {n} "
+                  f"--trials {trials} --out {raw_path}",
+                  timeout=runner_timeout(n, trials), env={"PYTHONDONTWRITEBYTECODE": "1"})
     for line in r.stderr.splitlines():
         say(f"  {line}")
     if r.rc == 1:

@@ -40,6 +40,10 @@ PANIC = r"Kernel panic - not syncing[^\r\n]*"
 EARLY_CONSOLE = "earlyprintk=serial,ttyS0,115200"
 
 
+# KVM itself is a module in the harness's config; the vendor module decides.
+LOAD_KVM = "modprobe kvm_amd 2>/dev/null || modprobe kvm_intel"
+
+
 class GuestError(HarnessError):
     """The guest hung, panicked, died or splatted."""
 
@@ -54,14 +58,18 @@ class Result:
 class Session:
     """One booted VM.  Use as a context manager, or call start() and close()."""
 
-    def __init__(self, tree: Path, opts: BootOptions) -> None:
+    def __init__(self, tree: Path, opts: BootOptions, setup: tuple[str, ...] = ()) -> None:
+        """*setup*: commands run after every boot, before the VM is handed out
+        (e.g. :data:`LOAD_KVM`); one that fails stops the boot with its error."""
         self.tree = tree
         self.opts = opts
+        self.setup = setup
         self.boot_timeout = opts.boot_timeout
         self.xfer = Path(tempfile.mkdtemp(prefix="xfer-", dir=_xfer_root()))
         self.opts.rwdirs = [*self.opts.rwdirs, self.xfer]
         self.opts.append = [*self.opts.append, EARLY_CONSOLE]
-        self.console_log = paths.cache_root() / "logs" / f"console-{os.getpid()}-{id(self)}.log"
+        self.boots = 0
+        self.console_log = self._console_log()
         self.child: pexpect.spawn | None = None
         self._n = itertools.count(1)
 
@@ -74,7 +82,19 @@ class Session:
 
     # -- lifecycle ---------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """Booted and not stopped since: a hang, a panic or close() stops it."""
+        return self.child is not None
+
     def start(self) -> None:
+        """Boot; after a stop, boot again with a new console log, so the log an
+        error message named is kept."""
+        if self.child is not None:
+            raise GuestError("the VM is already running", "close() it before starting it again")
+        self.boots += 1
+        self.console_log = self._console_log()
+        self.xfer.mkdir(parents=True, exist_ok=True)
         cmd = self.command()
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         log = self.console_log.open("w", encoding="utf-8", errors="replace")
@@ -93,6 +113,11 @@ class Session:
         found = splat.find(boot_log)
         if found:
             raise GuestError("the guest kernel splatted while booting", splat.describe(found))
+        for cmd in self.setup:
+            r = self.run(cmd)
+            if r.rc:
+                raise GuestError(f"'{cmd}' failed in the guest after boot (exit {r.rc})",
+                                 r.stderr.strip() or r.stdout.strip() or "it printed nothing")
 
     def command(self) -> list[str]:
         """The vng command line this session boots with."""
@@ -139,6 +164,10 @@ class Session:
             raise GuestError(f"the guest kernel splatted during {step}", splat.describe(found))
 
     # -- internals ---------------------------------------------------------
+
+    def _console_log(self) -> Path:
+        again = f"-boot{self.boots}" if self.boots > 1 else ""
+        return paths.cache_root() / "logs" / f"console-{os.getpid()}-{id(self)}{again}.log"
 
     def _expect(self, patterns: list[str], timeout: float, what: str) -> None:
         assert self.child is not None

@@ -1,6 +1,13 @@
 """Judging the upstream KVM selftests against the base's baseline."""
 
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
 from harness import kselftest
+from harness.vm.session import Result
 
 TAP = """\
 TAP version 13
@@ -41,6 +48,118 @@ def test_dump_load_round_trip(tmp_path) -> None:
     assert kselftest.counts(res) == {"pass": 1, "fail": 2, "skip": 1}
 
 
-def test_command_runs_all_or_one() -> None:
-    assert kselftest.command("/ks") == "cd /ks && ./run_kselftest.sh -c kvm"
-    assert kselftest.command("/ks", "iofd_test") == "cd /ks && ./run_kselftest.sh -t kvm:iofd_test"
+STAMPED = """\
+1000 TAP version 13
+1000 1..3
+1000 # selftests: kvm: cpuid_test
+1004 ok 1 selftests: kvm: cpuid_test
+1004 # selftests: kvm: dirty_log_test
+1124 #
+1124 not ok 2 selftests: kvm: dirty_log_test # TIMEOUT 120 seconds
+1124 # selftests: kvm: iofd_test
+1125 # ok 1 a line of the test's own TAP
+"""
+
+
+def test_stamped_lines_parse_and_time() -> None:
+    assert kselftest.parse(STAMPED) == {"cpuid_test": "pass", "dirty_log_test": "fail"}
+    assert kselftest.durations(STAMPED) == {"cpuid_test": 4, "dirty_log_test": 120}
+    assert kselftest.unfinished(STAMPED) == "iofd_test"
+    assert kselftest.unfinished(TAP) is None
+    assert kselftest.slowest({"a": 1, "b": 30, "c": 7}, n=2) == "b 30 s, c 7 s"
+
+
+def test_command_runs_all_or_some_within_a_budget() -> None:
+    all_ = kselftest.command("/ks")
+    assert all_.startswith("cd /ks && ./run_kselftest.sh -c kvm 2>&1 | ")
+    some = kselftest.command("/ks", ["a", "b"], timeout=30, budget=600)
+    assert some.startswith("cd /ks && timeout -k 30 600 bash -c 'set -o pipefail; "
+                           "./run_kselftest.sh -t kvm:a -t kvm:b -o 30 2>&1 | ")
+    assert "-c kvm" not in kselftest.command("/ks", [])
+
+
+def test_the_budget_stops_the_run_and_says_so(tmp_path: Path) -> None:
+    """The real pipeline in bash, with a runner that never ends."""
+    (tmp_path / "run_kselftest.sh").write_text(
+        "echo '# selftests: kvm: stuck_test'; exec sleep 600\n")
+    (tmp_path / "run_kselftest.sh").chmod(0o755)
+    t0 = time.monotonic()
+    r = subprocess.run(["bash", "-c", kselftest.command(str(tmp_path), ["stuck_test"], budget=2)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode in kselftest.BUDGET_RCS and time.monotonic() - t0 < 30
+    assert kselftest.unfinished(r.stdout) == "stuck_test"
+
+
+def test_the_stamper_stamps_every_line_in_bash() -> None:
+    cmd = kselftest.command("/", ["x"]).split(" | ", 1)[1]
+    assert cmd == kselftest._STAMPER
+    out = subprocess.run(["bash", "-c", f"printf 'a b\\n  c\\n' | {cmd}"],
+                         capture_output=True, text=True, check=True).stdout
+    stamps = [line.split(" ", 1) for line in out.splitlines()]
+    assert [rest for _, rest in stamps] == ["a b", "  c"]
+    assert all(abs(int(t) - time.time()) < 60 for t, _ in stamps)
+
+
+def test_plan_gives_base_failures_the_short_limit() -> None:
+    base = {"a": "pass", "b": "fail", "c": "skip"}
+    p = kselftest.plan(["a", "b", "c", "new_test"], base)
+    assert p.full == ["a", "c", "new_test"] and p.known_failing == ["b"]
+
+
+class FakeGuest:
+    """Answers each command with the next canned (stdout, rc)."""
+
+    def __init__(self, *answers: tuple[str, int]) -> None:
+        self.answers = list(answers)
+        self.commands: list[tuple[str, float]] = []
+
+    def run(self, cmd: str, timeout: float = 600.0) -> Result:
+        self.commands.append((cmd, timeout))
+        out, rc = self.answers.pop(0)
+        return Result(out, "", rc)
+
+
+@pytest.fixture
+def installed(tmp_path: Path) -> str:
+    (tmp_path / "kselftest-list.txt").write_text(
+        "kvm:cpuid_test\nkvm:dirty_log_test\nkvm:iofd_test\nkvm:steal_time\n")
+    return str(tmp_path)
+
+
+def test_planned_run_is_two_bounded_runs(installed: str) -> None:
+    base = {"cpuid_test": "pass", "dirty_log_test": "fail", "steal_time": "pass"}
+    guest = FakeGuest((STAMPED, kselftest.BUDGET_RCS[0]),
+                      ("  PID STAT ELAPSED WCHAN ARGS\n  42 D 900 kvm_vcpu_block ./iofd_test\n", 0),
+                      ("9 not ok 1 selftests: kvm: dirty_log_test # TIMEOUT 30 seconds\n", 0))
+    run = kselftest.run_planned(guest, installed, base, budget=1000)  # type: ignore[arg-type]
+    (full, full_limit), (ps, _), (short, short_limit) = guest.commands
+    assert ps == kselftest.LEFT_OVER
+    assert "-t kvm:cpuid_test -t kvm:iofd_test -t kvm:steal_time 2>&1" in full
+    assert f"-t kvm:dirty_log_test -o {kselftest.KNOWN_FAILING_TIMEOUT}" in short
+    short_budget = 1 * (kselftest.KNOWN_FAILING_TIMEOUT + 15) + 60
+    assert f"timeout -k 30 {short_budget} " in short
+    assert f"timeout -k 30 {1000 - short_budget} " in full
+    assert full_limit > 1000 - short_budget and short_limit > short_budget  # the guest's own first
+    assert run.overran is not None and "in iofd_test" in run.overran
+    assert "42 D 900 kvm_vcpu_block ./iofd_test" in run.overran
+    assert run.results["dirty_log_test"] == "fail"
+    # steal_time never ran: a regression, not silently absent.
+    assert kselftest.regressions(base, run.results) == ["steal_time"]
+
+
+def test_a_run_of_nothing_runs_nothing(installed: str) -> None:
+    guest = FakeGuest()
+    run = kselftest.run(guest, installed, ["not_installed"])  # type: ignore[arg-type]
+    assert run.results == {} and guest.commands == []
+
+
+def test_available_reads_the_install_list(installed: str) -> None:
+    assert kselftest.available(installed)[:2] == ["cpuid_test", "dirty_log_test"]
+
+
+def test_a_slower_kernel_gets_longer_limits(installed: str) -> None:
+    assert kselftest.limit(installed, 1) is None  # the runner's own limits stand
+    assert kselftest.limit(installed, 3) == 3 * kselftest.RUNNER_DEFAULT_TIMEOUT
+    (Path(installed) / "kvm").mkdir()
+    (Path(installed) / "kvm" / "settings").write_text("# limit\ntimeout=120\n")
+    assert kselftest.limit(installed, kselftest.SLOWDOWN["debug"]) == 360

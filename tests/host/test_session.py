@@ -77,3 +77,10 @@ def test_tail_of_an_empty_log_is_empty(tmp_path: Path) -> None:
     log.write_bytes(b"\r\r\n")
     assert _tail(log) == ""
     assert _tail(tmp_path / "missing.log") == ""
+
+
+def test_each_boot_has_its_own_console_log(session: Session) -> None:
+    first = session.console_log
+    session.boots = 2
+    again = session._console_log()
+    assert again != first and again.name.endswith("-boot2.log")

@@ -6,7 +6,7 @@ does not run make, so pytest starts in seconds when nothing changed.
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from harness import paths
 from harness.kernel.prepare import Kernel, built
 from harness.vm import accel, kmemleak, ssh
 from harness.vm.boot import options_for
-from harness.vm.session import Session
+from harness.vm.session import LOAD_KVM, GuestError, Session
 
 DEBUG = bool(os.environ.get("KVM_IOFD_DEBUG"))
 
@@ -26,27 +26,65 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.vm)
 
 
+_SUMMARY: list[str] = []
+_REBOOT_FAILED: list[str] = []
+
+
+@pytest.fixture
+def summary() -> Callable[[str], None]:
+    """A line for the end of pytest's output, passed or failed (what a
+    kernel developer reads first: counts, times, reboots)."""
+    return _SUMMARY.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _SUMMARY:
+        terminalreporter.section("VM suite summary")
+        for line in _SUMMARY:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def kernel() -> Kernel:
     return built(DEBUG)
 
 
 @pytest.fixture(scope="session")
-def guest(kernel: Kernel) -> Iterator[Session]:
+def vm(kernel: Kernel) -> Iterator[Session]:
+    """The VM every test shares, booted once (use ``guest``)."""
     paths.RESULTS.mkdir(exist_ok=True)
     opts = options_for(kernel.flavour, accel.detect(), [paths.RESULTS])
     opts.ssh_port = ssh.free_port()  # the guest is also the remote-target tests' SSH host
-    with Session(Path(kernel.tree), opts) as s:
-        r = s.run("modprobe kvm_amd 2>/dev/null || modprobe kvm_intel")
-        assert r.rc == 0, f"no KVM vendor module loads in the guest: {r.stderr}"
+    with Session(Path(kernel.tree), opts, setup=(LOAD_KVM,)) as s:
         yield s
         if kernel.flavour == "debug":
+            if not s.running:
+                pytest.fail("kmemleak: no scan, the VM had stopped by the end of the suite")
+            if s.boots > 1:
+                _SUMMARY.append(f"kmemleak: the scan covers boot {s.boots} only")
             # Everything the suite made is gone by now: what is left leaked.
             s.run("rmmod doorbell 2>/dev/null; true")
             leaks = kmemleak.scan(s)
             if leaks:
                 pytest.fail(f"kmemleak: {len(leaks)} leaks in iofd/eventfd/io bus/doorbell "
                             "code:\n" + "\n\n".join(leaks[:5]))
+
+
+@pytest.fixture
+def guest(vm: Session, summary: Callable[[str], None]) -> Session:
+    """The shared VM, booted again if an earlier test's hang or panic stopped
+    it: that test has failed with the reason, the others still run."""
+    if _REBOOT_FAILED:
+        pytest.fail(f"the shared VM could not be booted again: {_REBOOT_FAILED[0]}")
+    if not vm.running:
+        summary(f"the shared VM had stopped (console log: {vm.console_log}); "
+                f"booting it again (boot {vm.boots + 1})")
+        try:
+            vm.start()
+        except GuestError as e:  # one try: a boot that fails once will fail again
+            _REBOOT_FAILED.append(str(e))
+            raise
+    return vm
 
 
 @pytest.fixture(scope="session")

@@ -52,3 +52,18 @@ def test_splat_fails_the_step_and_is_shown(guest: Session) -> None:
     assert fake in str(e.value)
     # The guest itself is fine, and the next step starts clean.
     assert guest.run("true").rc == 0
+
+
+def test_a_stopped_shared_vm_boots_again_for_the_next_test(vm: Session) -> None:
+    """One test's hang must not fail every test after it (as it once did)."""
+    first_log = vm.console_log
+    with pytest.raises(GuestError, match="QEMU was killed"):
+        vm.run("sleep 600", timeout=3)
+    assert not vm.running
+    with pytest.raises(GuestError, match="the VM is not running"):
+        vm.run("true")
+    vm.start()  # what the guest fixture does for the next test
+    assert vm.running and vm.boots == 2
+    assert vm.console_log != first_log and first_log.stat().st_size > 0, "the first log was lost"
+    # The setup commands ran again: KVM is there for the tests that follow.
+    assert vm.run("grep -qE '^kvm_(amd|intel) ' /proc/modules").rc == 0

@@ -69,7 +69,7 @@ class Forwarder:
                 s.shutdown(socket.SHUT_RDWR)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sshd(guest: Session) -> int:
     port = guest.opts.ssh_port
     assert port is not None, "the guest fixture boots without --ssh"
