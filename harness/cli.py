@@ -143,6 +143,8 @@ def cmd_kselftests(args: argparse.Namespace) -> int:
         # tests with the runner's own limits.
         run = (kselftest.run(s, k.kselftests, budget=budget) if args.baseline else
                kselftest.run_planned(s, k.kselftests, kselftest.load(), budget, slowdown))
+        broken = [] if args.baseline else kselftest.confirm(
+            s, k.kselftests, kselftest.regressions(kselftest.load(), run.results), slowdown)
     c = kselftest.counts(run.results)
     say(f"KVM selftests on {k.release}: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip "
         f"in {sum(run.took.values())} s; slowest: {kselftest.slowest(run.took)}")
@@ -155,9 +157,9 @@ def cmd_kselftests(args: argparse.Namespace) -> int:
         kselftest.BASELINE.write_text(header + kselftest.dump(run.results))
         say(f"baseline written to {kselftest.BASELINE}")
         return 0
-    broken = kselftest.regressions(kselftest.load(), run.results)
     if broken:
-        raise HarnessError(f"passed on the base, not with the series: {' '.join(broken)}",
+        raise HarnessError(f"passed on the base, not with the series (also alone, with twice "
+                           f"the time): {' '.join(broken)}",
                            f"rerun one with 'python -m harness run -- {k.kselftests}/"
                            "run_kselftest.sh -t kvm:NAME'")
     return 0

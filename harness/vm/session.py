@@ -112,10 +112,16 @@ class Session:
         boot_log = self.run("dmesg -c", check_splats=False).stdout
         found = splat.find(boot_log)
         if found:
+            self.close()  # a VM half set up is no VM to hand out
             raise GuestError("the guest kernel splatted while booting", splat.describe(found))
         for cmd in self.setup:
-            r = self.run(cmd)
+            try:
+                r = self.run(cmd)
+            except GuestError:  # a splat: the VM is still up
+                self.close()
+                raise
             if r.rc:
+                self.close()
                 raise GuestError(f"'{cmd}' failed in the guest after boot (exit {r.rc})",
                                  r.stderr.strip() or r.stdout.strip() or "it printed nothing")
 

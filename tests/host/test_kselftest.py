@@ -163,3 +163,12 @@ def test_a_slower_kernel_gets_longer_limits(installed: str) -> None:
     (Path(installed) / "kvm").mkdir()
     (Path(installed) / "kvm" / "settings").write_text("# limit\ntimeout=120\n")
     assert kselftest.limit(installed, kselftest.SLOWDOWN["debug"]) == 360
+
+
+def test_a_regression_counts_only_if_it_fails_again_alone_with_more_time(installed: str) -> None:
+    guest = FakeGuest(("1 ok 1 selftests: kvm: cpuid_test\n", 0),
+                      ("1 not ok 1 selftests: kvm: steal_time # exit=1\n", 0))
+    assert kselftest.confirm(guest, installed, ["cpuid_test", "steal_time"]) == ["steal_time"]  # type: ignore[arg-type]
+    twice = 2 * kselftest.RUNNER_DEFAULT_TIMEOUT
+    assert all(f"-o {twice} " in cmd and f"timeout -k 30 {twice + 120} " in cmd
+               for cmd, _ in guest.commands)

@@ -30,13 +30,9 @@ def test_upstream_kvm_selftests_do_not_regress(guest: Session, kernel: Kernel,
     assert run.overran is None, f"{run.overran}; slowest: {kselftest.slowest(run.took)}"
     assert run.results.get("iofd_test") == "pass", "the series' own iofd_test did not pass"
     broken = kselftest.regressions(base, run.results)
-    # Timing tests under TCG on a shared host flake; a regression must
-    # reproduce once, alone, before it is blamed on the series.
-    alone = kselftest.limit(kernel.kselftests, slowdown)
-    flaky = [name for name in broken
-             if kselftest.run(guest, kernel.kselftests, [name], alone, 600 * slowdown)
-             .results.get(name) == "pass"]
+    confirmed = kselftest.confirm(guest, kernel.kselftests, broken, slowdown)
+    flaky = [name for name in broken if name not in confirmed]
     if flaky:
-        summary(f"failed once, passed alone on a rerun (flaky here, not counted): {flaky}")
-    broken = [name for name in broken if name not in flaky]
-    assert not broken, f"passed on the base, not with the series (twice): {broken}"
+        summary(f"failed once, passed alone with twice the limit (flaky here, not counted): "
+                f"{flaky}")
+    assert not confirmed, f"passed on the base, not with the series (twice): {confirmed}"
