@@ -138,13 +138,14 @@ def cmd_kselftests(args: argparse.Namespace) -> int:
     opts = boot_options(k)
     slowdown = kselftest.SLOWDOWN.get(k.flavour, 1)
     budget = int(args.timeout) * slowdown
+    base = {} if args.baseline else kselftest.load()
     with Session(Path(k.tree), opts, setup=(LOAD_KVM,)) as s:
         # The baseline decides what the planned runs go easy on: it runs all
         # tests with the runner's own limits.
         run = (kselftest.run(s, k.kselftests, budget=budget) if args.baseline else
-               kselftest.run_planned(s, k.kselftests, kselftest.load(), budget, slowdown))
-        broken = [] if args.baseline else kselftest.confirm(
-            s, k.kselftests, kselftest.regressions(kselftest.load(), run.results), slowdown)
+               kselftest.run_planned(s, k.kselftests, base, budget, slowdown))
+        broken = kselftest.confirm(s, k.kselftests, kselftest.regressions(base, run.results),
+                                   slowdown)
     c = kselftest.counts(run.results)
     say(f"KVM selftests on {k.release}: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip "
         f"in {sum(run.took.values())} s; slowest: {kselftest.slowest(run.took)}")
