@@ -17,6 +17,7 @@ class BootOptions:
     rwdirs: list[Path] = field(default_factory=list)
     append: list[str] = field(default_factory=list)
     ssh_port: int | None = None
+    shell: Path | None = None  # the guest's console shell; None: the user's own
     boot_timeout: float = 300.0  # a limit for a hung boot, not an expectation
 
 
@@ -47,6 +48,8 @@ def vng_command(tree: Path, opts: BootOptions, exec_cmd: str | None = None) -> l
         cmd += ["--append", a]
     if opts.ssh_port is not None:
         cmd += ["--ssh", str(opts.ssh_port), "--ssh-tcp"]
+    if opts.shell is not None:
+        cmd += ["--shell", str(opts.shell)]
     if exec_cmd is not None:
         cmd += ["--exec", exec_cmd]
     return cmd

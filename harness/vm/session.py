@@ -39,6 +39,11 @@ PANIC = r"Kernel panic - not syncing[^\r\n]*"
 # the early console hands over to hvc0 once that is registered.
 EARLY_CONSOLE = "earlyprintk=serial,ttyS0,115200"
 
+# The console shell: bash without the host user's rc (see the script).  vng
+# hands the path to the guest on the kernel command line, which splits at
+# whitespace, so a checkout whose path has any keeps the user's shell.
+SESSION_SHELL = Path(__file__).with_name("session-shell")
+
 
 # KVM itself is a module in the harness's config; the vendor module decides.
 LOAD_KVM = "modprobe kvm_amd 2>/dev/null || modprobe kvm_intel"
@@ -68,6 +73,8 @@ class Session:
         self.xfer = Path(tempfile.mkdtemp(prefix="xfer-", dir=_xfer_root()))
         self.opts.rwdirs = [*self.opts.rwdirs, self.xfer]
         self.opts.append = [*self.opts.append, EARLY_CONSOLE]
+        if self.opts.shell is None and not any(c.isspace() for c in str(SESSION_SHELL)):
+            self.opts.shell = SESSION_SHELL
         self.boots = 0
         self.console_log = self._console_log()
         self.child: pexpect.spawn | None = None
@@ -109,7 +116,9 @@ class Session:
             self._expect([r"[#$] ?$"], self.boot_timeout, "boot")
             self.child.sendline("stty -echo; dmesg -n 1; PS1=''; echo __READY_$((6*7))__")
             self._expect([r"__READY_42__"], 60, "boot")
-        boot_log = self.run("dmesg -c", check_splats=False).stdout
+        # Kept beside the console log (which is quiet): where a slow boot went.
+        boot_log = self.run("cat /proc/uptime; dmesg -c", check_splats=False).stdout
+        self.console_log.with_suffix(".dmesg").write_text(boot_log)
         found = splat.find(boot_log)
         if found:
             self.close()  # a VM half set up is no VM to hand out

@@ -25,3 +25,10 @@ def test_kvm_and_exec() -> None:
 def test_debug_kernel_gets_longer_to_boot() -> None:
     tcg = Decision("tcg", "test")
     assert options_for("debug", tcg, []).boot_timeout > options_for("default", tcg, []).boot_timeout
+
+
+def test_interactive_boot_keeps_the_users_shell() -> None:
+    """Only the harness's session swaps the console shell (python -m harness shell doesn't)."""
+    assert "--shell" not in vng_command(Path("/k"), BootOptions(accel=Decision("tcg", "test")))
+    cmd = vng_command(Path("/k"), BootOptions(accel=Decision("tcg", "test"), shell=Path("/s")))
+    assert cmd[cmd.index("--shell") + 1] == "/s"

@@ -1,5 +1,7 @@
 """The session's boot errors, with a shell standing in for vng: no VM needed."""
 
+import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,7 +10,14 @@ import pytest
 
 from harness.vm.accel import Decision
 from harness.vm.boot import BootOptions
-from harness.vm.session import EARLY_CONSOLE, GuestError, Session, _tail, describe_exit
+from harness.vm.session import (
+    EARLY_CONSOLE,
+    SESSION_SHELL,
+    GuestError,
+    Session,
+    _tail,
+    describe_exit,
+)
 
 
 @pytest.fixture
@@ -84,3 +93,27 @@ def test_each_boot_has_its_own_console_log(session: Session) -> None:
     session.boots = 2
     again = session._console_log()
     assert again != first and again.name.endswith("-boot2.log")
+
+
+def test_the_session_boots_into_its_own_shell(session: Session) -> None:
+    cmd = session.command()
+    assert cmd[cmd.index("--shell") + 1] == str(SESSION_SHELL)
+    assert os.access(SESSION_SHELL, os.X_OK)
+
+
+def test_the_session_shell_runs_no_rc_of_the_user(tmp_path: Path) -> None:
+    """The guest shares the host's root: the user's rc would run in it."""
+    for rc in (".bashrc", ".profile", ".bash_profile"):
+        (tmp_path / rc).write_text("echo RC-RAN-$((6*7))\n")
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "TERM": "dumb"}
+    child = pexpect.spawn(str(SESSION_SHELL), encoding="utf-8", timeout=10, env=env)
+    child.logfile_read = seen = io.StringIO()
+    try:
+        child.expect(r"[#$] ?$")  # the prompt the session waits for at boot
+        child.sendline("echo __PATH_$PATH; exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    out = seen.getvalue()
+    assert "RC-RAN-42" not in out
+    assert "/usr/sbin" in out and "/sbin" in out  # modprobe is found
