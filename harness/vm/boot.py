@@ -27,9 +27,10 @@ DEBUG_APPEND = ["panic_on_warn=1", "kasan.fault=panic"]
 
 def options_for(flavour: str, accel: Decision, rwdirs: list[Path]) -> BootOptions:
     """Boot options for a kernel flavour: the debug kernel needs more memory
-    (KASAN) and time: it booted in 228 s under TCG on a loaded host, and
-    with a second TCG VM beside it printed vng's banner only after 10 min
-    and had no shell prompt at 15."""
+    (KASAN) and time.  It reached the prompt in 196-202 s under TCG with a
+    second VM beside it (udev's coldplug is most of that), but on a host
+    with a quarter of its CPU stolen it once had no prompt after 24 min:
+    the limit is for a hung boot, not an expectation."""
     if flavour == "debug":
         return BootOptions(accel=accel, memory="4G", rwdirs=rwdirs, append=list(DEBUG_APPEND),
                            boot_timeout=1800.0)
