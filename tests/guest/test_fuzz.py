@@ -4,7 +4,8 @@ The random run takes its seed from FUZZ_SEED if set, else a fresh one, and
 prints it first, so a failure replays with
 ``FUZZ_SEED=<seed> pytest tests/guest/test_fuzz.py`` or
 ``python -m harness.fuzz --seed <seed> --cases <index + 1>``.  FUZZ_SECONDS
-sets its budget (default 20 s; about 240 cases/s under TCG).
+sets its budget (default 20 s; 240-750 cases/s under TCG, about 170 on the
+debug kernel).
 
 Both runs are strict: every probe must match the correct model.  The
 io-bus ordering bug the fuzzer found (harness.fuzz.model.KNOWN_BUGS) is
