@@ -34,6 +34,8 @@ from harness.vm import splat
 from harness.vm.boot import BootOptions, vng_command
 
 PANIC = r"Kernel panic - not syncing[^\r\n]*"
+# Any shell prompt, the user's or the session shell's ("bash-5.2# ").
+PROMPT = r"[#$] ?$"
 # ttyS0 is the terminal vng gives the shell.  At vng's quiet log level only
 # a panic (which raises the console log level itself) comes through, and
 # the early console hands over to hvc0 once that is registered.
@@ -113,7 +115,7 @@ class Session:
             self.child.logfile_read = log
             # Any prompt will do; then make the console quiet and wait for a
             # marker that the typed command itself cannot match.
-            self._expect([r"[#$] ?$"], self.boot_timeout, "boot")
+            self._expect([PROMPT], self.boot_timeout, "boot")
             self.child.sendline("stty -echo; dmesg -n 1; PS1=''; echo __READY_$((6*7))__")
             self._expect([r"__READY_42__"], 60, "boot")
         # Kept beside the console log (which is quiet): where a slow boot went.

@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from harness.vm.accel import Decision
 from harness.vm.boot import BootOptions
 from harness.vm.session import (
     EARLY_CONSOLE,
+    PROMPT,
     SESSION_SHELL,
     GuestError,
     Session,
@@ -43,7 +45,7 @@ def test_early_console_is_on_the_command_line(session: Session) -> None:
 def test_exit_with_empty_console_says_so(session: Session) -> None:
     fake_vng(session, "exit 3")
     with pytest.raises(GuestError, match=r"exited during boot \(vng exit status 3\)") as e:
-        session._expect([r"[#$] ?$"], 10, "boot")
+        session._expect([PROMPT], 10, "boot")
     assert "console log is empty" in str(e.value)
     assert "vng --verbose --run /k" in str(e.value)
     assert session.child is None
@@ -52,7 +54,7 @@ def test_exit_with_empty_console_says_so(session: Session) -> None:
 def test_exit_shows_what_vng_printed(session: Session) -> None:
     fake_vng(session, "echo 'qemu-system-x86_64: cannot set up guest memory' >&2; exit 1")
     with pytest.raises(GuestError, match=r"vng exit status 1") as e:
-        session._expect([r"[#$] ?$"], 10, "boot")
+        session._expect([PROMPT], 10, "boot")
     assert "cannot set up guest memory" in str(e.value)
     assert "console log is empty" not in str(e.value)
 
@@ -60,7 +62,7 @@ def test_exit_shows_what_vng_printed(session: Session) -> None:
 def test_early_panic_is_reported_as_a_panic(session: Session) -> None:
     fake_vng(session, "echo 'Kernel panic - not syncing: KASAN: panic_on_warn set ...'")
     with pytest.raises(GuestError, match="panicked during boot") as e:
-        session._expect([r"[#$] ?$"], 10, "boot")
+        session._expect([PROMPT], 10, "boot")
     assert "KASAN" in str(e.value)
 
 
@@ -109,11 +111,13 @@ def test_the_session_shell_runs_no_rc_of_the_user(tmp_path: Path) -> None:
     child = pexpect.spawn(str(SESSION_SHELL), encoding="utf-8", timeout=10, env=env)
     child.logfile_read = seen = io.StringIO()
     try:
-        child.expect(r"[#$] ?$")  # the prompt the session waits for at boot
+        child.expect(PROMPT)  # what the session waits for at boot
         child.sendline("echo __PATH_$PATH; exit")
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
     out = seen.getvalue()
     assert "RC-RAN-42" not in out
-    assert "/usr/sbin" in out and "/sbin" in out  # modprobe is found
+    path = re.search(r"__PATH_(/\S+)", out)
+    assert path, out
+    assert {"/usr/sbin", "/sbin"} <= set(path[1].split(":"))  # modprobe is found
