@@ -1,7 +1,10 @@
-"""Build, boot and benchmark the KVM_IOFD patch series.
+"""The host side: build, boot and benchmark the KVM_IOFD patch series.
 
-The package is split by job: ``kernel`` (source, series, config, build),
-``vm`` (acceleration, boot, console session, splat checks), ``kvm`` (uAPI
-bindings and a minimal VMM), ``guest`` (L2 guest programs), ``doorbell``
-(the doorbell module's uAPI), ``bench`` and ``cli``.
+``settings`` and ``flavours`` (what to build and how, resolved once),
+``kernel`` (source, series, config, build, export, gates), ``vm``
+(acceleration, boot, the console session), ``remote`` (SSH hosts),
+``machine`` (what the VM and an SSH host have in common, and the jobs run
+on either), ``kselftest`` (the upstream KVM selftests' verdict), ``bench``
+(rendering and targets) and ``cli``.  What runs inside the VM or on a
+remote host is the separate :mod:`payload` package.
 """

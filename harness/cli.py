@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import hostdeps, kselftest, paths
-from harness.bench import modes as bench_modes
 from harness.errors import HarnessError
 from harness.kernel import build, export, gates, series, source
 from harness.kernel.prepare import Kernel, built, flavour_of, kernel_src, prepare, prepare_flavour
@@ -20,6 +19,8 @@ from harness.progress import say
 from harness.vm import accel
 from harness.vm.boot import BootOptions, options_for, vng_command
 from harness.vm.session import LOAD_KVM, Session
+from payload.bench import modes as bench_modes
+from payload.errors import ActionableError
 
 BENCH_ITERATIONS = bench_modes.DEFAULT_ITERATIONS
 BENCH_TRIALS = bench_modes.DEFAULT_TRIALS
@@ -101,10 +102,10 @@ def cmd_gates(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """The 2009 results table, measured: see :mod:`harness.bench`."""
-    if args.target:
+    if args.hosts:
         from harness.remote import commands
 
-        return commands.bench(args.target, args.ssh_config, args.iterations, args.trials,
+        return commands.bench(args.hosts, args.ssh_config, args.iterations, args.trials,
                               args.strict, args.results)
     from harness.bench import host  # matplotlib loads only for this command
 
@@ -167,11 +168,11 @@ def cmd_kselftests(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    """The suite here; with --target, the guest tests on remote hosts."""
-    if args.target:
+    """The suite here; with --host, the payload tests on remote hosts."""
+    if args.hosts:
         from harness.remote import commands
 
-        return commands.test(args.target, args.ssh_config, args.pytest_args, args.results)
+        return commands.test(args.hosts, args.ssh_config, args.pytest_args, args.results)
     return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=paths.REPO)
 
 
@@ -213,17 +214,19 @@ def parser() -> argparse.ArgumentParser:
                          "times 3 for the debug kernel, as is each test's limit)")
     pp = add("patches", cmd_patches, "export the working branch to kernel-patch/", kernel=False)
     pp.add_argument("--version", type=int, help="reroll as vN (default: keep the version)")
-    t = add("test", cmd_test, "run the test suite (pytest arguments follow; with --target, "
-            "tests/guest on those hosts)", kernel=False)
+    t = add("test", cmd_test, "run the test suite (pytest arguments follow; with --host, "
+            "tests/payload on those hosts)", kernel=False)
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     for sp in (b, t):
-        sp.add_argument("--target", action="append", metavar="ssh://[USER@]HOST[:PORT]",
+        # --target was this option's first name; it still works.
+        sp.add_argument("--host", "--target", action="append", dest="hosts",
+                        metavar="ssh://[USER@]HOST[:PORT]",
                         help="run on this host over SSH instead of in the VM (repeat for "
                              "several hosts, run in parallel); it must run the patched kernel")
         sp.add_argument("--ssh-config", type=Path, metavar="FILE",
                         help="SSH client config to read (default ~/.ssh/config)")
         sp.add_argument("--results", type=Path, default=paths.RESULTS / "remote", metavar="DIR",
-                        help="where --target runs write (default results/remote)")
+                        help="where --host runs write (default results/remote)")
     return p
 
 
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         args.command = args.command[1:]
     try:
         return args.fn(args)
-    except HarnessError as e:
+    except ActionableError as e:
         print(f"error: {e.what}", file=sys.stderr)
         if e.hint:
             print(f"       {e.hint}", file=sys.stderr)

@@ -2,14 +2,12 @@
 
 Anything the user can fix (a missing package, a dirty tree, a patch that
 does not apply) is raised as :class:`HarnessError` with what is wrong and
-what to do; the CLI prints it without a traceback.
+what to do; the CLI prints it, or any other
+:class:`payload.errors.ActionableError`, without a traceback.
 """
 
+from payload.errors import ActionableError
 
-class HarnessError(Exception):
-    """An error the user can act on: ``str()`` says what and how."""
 
-    def __init__(self, what: str, hint: str | None = None) -> None:
-        self.what = what
-        self.hint = hint
-        super().__init__(f"{what}: {hint}" if hint else what)
+class HarnessError(ActionableError):
+    """An error on the host side the user can act on."""

@@ -13,7 +13,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.bench import modes
+from payload.bench import modes
 
 COLOURS = {
     "userspace": "#c0504d",

@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from harness import paths
-from harness.bench import modes, report, targets
-from harness.bench.checks import CountMismatch
-from harness.bench.runner import cpu_model, runner_timeout
+from harness.bench import report, targets
 from harness.errors import HarnessError
 from harness.kernel.prepare import Kernel
-from harness.native import build as native_build
 from harness.progress import phase, say
 from harness.vm.boot import BootOptions
 from harness.vm.session import LOAD_KVM, Session
+from payload.bench import modes
+from payload.bench.checks import CountMismatch
+from payload.bench.modes import runner_timeout
+from payload.cpu import cpu_model
+from payload.native import build as native_build
 
 RAW = "raw.json"
 
@@ -58,7 +60,7 @@ def measure_in_guest(kernel: Kernel, opts: BootOptions, n: int, trials: int, raw
     load = (LOAD_KVM, f"grep -q '^doorbell ' /proc/modules || insmod {kernel.doorbell_ko}")
     with (Session(Path(kernel.tree), opts, setup=load) as s,
           phase(f"measuring {len(modes.MODES)} modes x {trials} trials x {n} writes")):
-        r = s.run(f"{sys.executable} -m harness.bench.runner --iterations {n} "
+        r = s.run(f"{sys.executable} -m payload.bench.runner --iterations {n} "
                   f"--trials {trials} --out {raw_path}",
                   timeout=runner_timeout(n, trials), env={"PYTHONDONTWRITEBYTECODE": "1"})
     for line in r.stderr.splitlines():

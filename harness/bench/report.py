@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.bench import modes, summary, targets
+from harness.bench import summary, targets
+from payload.bench import modes
 
 SEED = {  # the 2009 posting: rtt in µs, and whether it was measured
     "qemu-mmio": (9.09, "measured"),
@@ -117,7 +118,7 @@ def environment(bench: Mapping[str, Any]) -> str:
         ("L2 guest", f"{bench['vcpus']} vCPU, real mode, in-kernel irqchip in every mode"),
         ("workload", f"{bench['iterations']} guest writes of {bench.get('access_size', 1)} byte per trial, "
                      f"{bench['trials']} trials per mode, modes interleaved trial by trial"),
-        ("KVM_RUN loop", "native C (harness/native/vmexit_loop.c), one untimed warm-up run per mode"),
+        ("KVM_RUN loop", "native C (payload/native/vmexit_loop.c), one untimed warm-up run per mode"),
         ("generated", bench.get("generated", "unknown")),
     ]
     return "\n".join(f"- {k}: {v}" for k, v in rows)

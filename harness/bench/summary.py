@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from harness.bench import checks, modes
+from payload.bench import checks, modes
 
 SCHEMA = 1
 ENV_KEYS = ("series", "accel", "host_cpu")

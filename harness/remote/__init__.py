@@ -2,6 +2,6 @@
 
 For real numbers the TCG VM is not enough: a bare-metal box or a cloud VM
 with nested virtualization that already runs the patched kernel is.  The
-harness reaches it with paramiko (``--target ssh://user@host[:port]``),
+harness reaches it with paramiko (``--host ssh://user@host[:port]``),
 copies the guest-side payload there, runs it and brings the results back.
 """

@@ -1,4 +1,4 @@
-"""``python -m harness bench|test --target ssh://...``: the remote runs.
+"""``python -m harness bench|test --host ssh://...``: the remote runs.
 
 Exit status: 0 when every host succeeded, 1 when any host failed (its
 column says why; the others' results are written all the same), 2 for a
@@ -15,19 +15,19 @@ from harness.errors import HarnessError
 from harness.kernel.prepare import built
 from harness.progress import say
 from harness.remote import jobs, table
-from harness.remote.target import Target, load_config, resolve
+from harness.remote.address import Address, load_config, resolve
 
 OUT = paths.RESULTS / "remote"
 
 
-def targets(urls: Sequence[str], ssh_config: Path | None) -> list[Target]:
+def addresses(urls: Sequence[str], ssh_config: Path | None) -> list[Address]:
     """Resolve every URL; two that would share a results directory are refused."""
     config = load_config(ssh_config)
     resolved = [resolve(u, config) for u in urls]
     labels = [t.label for t in resolved]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
-        raise HarnessError(f"--target names {dup[0]} more than once")
+        raise HarnessError(f"--host names {dup[0]} more than once")
     return resolved
 
 
@@ -61,7 +61,7 @@ def bench(urls: Sequence[str], ssh_config: Path | None, n: int, trials: int,
           strict: bool, out: Path = OUT) -> int:
     if n < 1 or trials < 1:
         raise HarnessError("--iterations and --trials must be at least 1")
-    outcomes = jobs.bench(targets(urls, ssh_config), out, local_doorbells(), n, trials)
+    outcomes = jobs.bench(addresses(urls, ssh_config), out, local_doorbells(), n, trials)
     rc = _finish(outcomes, out)
     missed = any(o.bench and any(not r["ok"] for r in o.bench["targets"]) for o in outcomes)
     return rc or (1 if strict and missed else 0)
@@ -69,9 +69,9 @@ def bench(urls: Sequence[str], ssh_config: Path | None, n: int, trials: int,
 
 def test(urls: Sequence[str], ssh_config: Path | None, pytest_args: Sequence[str],
          out: Path = OUT) -> int:
-    outcomes = jobs.test(targets(urls, ssh_config), out, local_doorbells(), pytest_args)
+    outcomes = jobs.test(addresses(urls, ssh_config), out, local_doorbells(), pytest_args)
     for o in outcomes:
         if o.ok and o.counts is not None and not junit.clean(o.counts):
-            o.error = (f"{o.target.label}: guest tests not clean: {o.counts} "
-                       f"(log: {out / o.target.label / jobs.PYTEST_LOG})")
+            o.error = (f"{o.address.label}: guest tests not clean: {o.counts} "
+                       f"(log: {out / o.address.label / jobs.PYTEST_LOG})")
     return _finish(outcomes, out)

@@ -19,7 +19,7 @@ from pathlib import Path
 import paramiko
 
 from harness.errors import HarnessError
-from harness.remote.target import Target
+from harness.remote.address import Address
 
 CONNECT_TIMEOUT = 20.0
 KEEPALIVE_S = 5
@@ -49,12 +49,12 @@ def fingerprint(key: paramiko.PKey) -> str:
 class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
     """Refuse a host that known_hosts does not list, saying how to add it."""
 
-    def __init__(self, target: Target) -> None:
-        self.target = target
+    def __init__(self, address: Address) -> None:
+        self.address = address
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
-        t = self.target
+        t = self.address
         port = f"-p {t.port} " if t.port != 22 else ""
         raise RemoteError(
             f"{t.label}: unknown host key for {t.known_hosts_key} ({key.get_name()} "
@@ -63,15 +63,15 @@ class _RefuseUnknown(paramiko.MissingHostKeyPolicy):
             f"ssh-keyscan {port}{t.hostname} >> ~/.ssh/known_hosts")
 
 
-def _load_host_keys(target: Target, keys: paramiko.HostKeys) -> list[str]:
-    """Add every known_hosts file of *target* that exists to *keys*; their paths."""
+def _load_host_keys(address: Address, keys: paramiko.HostKeys) -> list[str]:
+    """Add every known_hosts file of *address* that exists to *keys*; their paths."""
     used = []
-    for f in target.known_hosts:
+    for f in address.known_hosts:
         if os.path.isfile(f):
             try:
                 keys.load(f)
             except (OSError, paramiko.SSHException) as e:
-                raise RemoteError(f"{target.label}: cannot read known_hosts file {f}: {e}") from None
+                raise RemoteError(f"{address.label}: cannot read known_hosts file {f}: {e}") from None
             used.append(f)
     return used
 
@@ -79,8 +79,8 @@ def _load_host_keys(target: Target, keys: paramiko.HostKeys) -> list[str]:
 class Remote:
     """A connected host.  Use as a context manager."""
 
-    def __init__(self, target: Target) -> None:
-        self.target = target
+    def __init__(self, address: Address) -> None:
+        self.address = address
         self.client = paramiko.SSHClient()
         self._sftp: paramiko.SFTPClient | None = None
 
@@ -92,7 +92,7 @@ class Remote:
         self.close()
 
     def connect(self) -> None:
-        t = self.target
+        t = self.address
         used = _load_host_keys(t, self.client.get_host_keys())
         self.client.set_missing_host_key_policy(_RefuseUnknown(t))
         sock = paramiko.ProxyCommand(t.proxy_command) if t.proxy_command else None
@@ -144,7 +144,7 @@ class Remote:
         return transport is not None and transport.is_active()
 
     def _lost(self, what: str) -> ConnectionLost:
-        return ConnectionLost(f"{self.target.label}: the connection was lost during {what}",
+        return ConnectionLost(f"{self.address.label}: the connection was lost during {what}",
                               "the host went away or the network dropped; "
                               "results from the other hosts are kept")
 
@@ -175,7 +175,7 @@ class Remote:
                 raise self._lost(what)
             if time.monotonic() > deadline:
                 chan.close()
-                raise RemoteError(f"{self.target.label}: {what} did not finish within "
+                raise RemoteError(f"{self.address.label}: {what} did not finish within "
                                   f"{timeout:.0f} s", "its remote process may still run")
             if not busy:
                 time.sleep(0.05)
@@ -206,4 +206,4 @@ class Remote:
         transport = self.client.get_transport()
         if isinstance(e, EOFError) or transport is None or not transport.is_active():
             raise self._lost(what) from None
-        raise RemoteError(f"{self.target.label}: {what} failed: {e}")
+        raise RemoteError(f"{self.address.label}: {what} failed: {e}")

@@ -18,13 +18,13 @@ from typing import Any
 
 from harness import junit
 from harness.bench import report
-from harness.bench.checks import CountMismatch
-from harness.bench.runner import runner_timeout
 from harness.errors import HarnessError
 from harness.progress import say
-from harness.remote import prepare
+from harness.remote import setup
+from harness.remote.address import Address
 from harness.remote.connection import Remote, RemoteError
-from harness.remote.target import Target
+from payload.bench.checks import CountMismatch
+from payload.bench.modes import runner_timeout
 
 RAW = "raw.json"
 JUNIT = "junit-guest.xml"
@@ -36,7 +36,7 @@ TEST_TIMEOUT = 3600.0
 class Outcome:
     """What one host produced: a bench record, test counts, or an error."""
 
-    target: Target
+    address: Address
     info: dict[str, Any] = field(default_factory=dict)
     bench: dict[str, Any] | None = None
     counts: dict[str, int] | None = None
@@ -47,26 +47,26 @@ class Outcome:
         return self.error is None
 
 
-def host_env(target: Target, info: dict[str, Any]) -> dict[str, Any]:
+def host_env(address: Address, info: dict[str, Any]) -> dict[str, Any]:
     """The environment keys of a remote bench record: it is tagged with the
     host's CPU and kernel, and there is no emulator between it and KVM."""
     return {
         "series": f"as built into the host's kernel {info.get('kernel', 'unknown')}",
         "accel": "none: KVM runs on the remote host itself",
-        "accel_reason": f"remote target {target.url}",
+        "accel_reason": f"remote address {address.url}",
         "host_cpu": info.get("cpu", "unknown"),
         "qemu": "none",
-        "remote": {"url": target.url, "label": target.label, **info},
+        "remote": {"url": address.url, "label": address.label, **info},
     }
 
 
-def _bench(host: prepare.Host, out: Path, n: int, trials: int) -> dict[str, Any]:
+def _bench(host: setup.Host, out: Path, n: int, trials: int) -> dict[str, Any]:
     raw_remote = f"{host.workdir}/{RAW}"
     say(f"{host.label}: measuring on {host.info['hostname']} ({host.info['cpu']}, "
         f"kernel {host.info['kernel']})")
-    r = host.remote.run(host.python(f"harness.bench.runner --iterations {n} --trials {trials} "
+    r = host.remote.run(host.python(f"payload.bench.runner --iterations {n} --trials {trials} "
                                     f"--out {shlex.quote(raw_remote)}"),
-                        max(runner_timeout(n, trials), prepare.STEP_TIMEOUT), "the benchmark")
+                        max(runner_timeout(n, trials), setup.STEP_TIMEOUT), "the benchmark")
     if r.rc not in (0, 1):
         raise RemoteError(f"{host.label}: the benchmark runner failed (exit {r.rc})",
                           (r.stderr.strip() or r.stdout.strip())[-1500:] or None)
@@ -74,15 +74,15 @@ def _bench(host: prepare.Host, out: Path, n: int, trials: int) -> dict[str, Any]
     raw = json.loads((out / RAW).read_text())
     if r.rc == 1:
         raise CountMismatch(raw.get("problems") or ["the runner reported a count failure"])
-    return report.render(raw, host_env(host.remote.target, host.info), out)
+    return report.render(raw, host_env(host.remote.address, host.info), out)
 
 
-def _test(host: prepare.Host, out: Path, pytest_args: Sequence[str]) -> dict[str, int]:
+def _test(host: setup.Host, out: Path, pytest_args: Sequence[str]) -> dict[str, int]:
     if not host.doorbell_ko:
         raise RemoteError(f"{host.label}: no doorbell.ko path on the host for the tests to "
                           "reload", "install the module there (modinfo -n doorbell must find it)")
     report_remote = f"{host.workdir}/{JUNIT}"
-    args = " ".join(shlex.quote(a) for a in (pytest_args or ["tests/guest"]))
+    args = " ".join(shlex.quote(a) for a in (pytest_args or ["tests/payload"]))
     say(f"{host.label}: running the guest tests on {host.info['hostname']}")
     r = host.remote.run(
         host.python(f"pytest -q -rs -p no:cacheprovider --junitxml={report_remote} {args}",
@@ -96,58 +96,58 @@ def _test(host: prepare.Host, out: Path, pytest_args: Sequence[str]) -> dict[str
     return junit.counts(out / JUNIT)
 
 
-def _one(target: Target, out_root: Path, local_kos: dict[str, Path], with_pytest: bool,
-         job: Callable[[prepare.Host, Path, Outcome], None]) -> Outcome:
-    outcome = Outcome(target)
-    out = out_root / target.label
+def _one(address: Address, out_root: Path, local_kos: dict[str, Path], with_pytest: bool,
+         job: Callable[[setup.Host, Path, Outcome], None]) -> Outcome:
+    outcome = Outcome(address)
+    out = out_root / address.label
     out.mkdir(parents=True, exist_ok=True)
     for old in (RAW, JUNIT, PYTEST_LOG, *report.OUTPUTS):
         (out / old).unlink(missing_ok=True)
     try:
-        with Remote(target) as remote:
-            say(f"{target.label}: connected to {target.hostname}:{target.port} as {target.user}")
-            host = prepare.open_host(remote, local_kos, with_pytest)
+        with Remote(address) as remote:
+            say(f"{address.label}: connected to {address.hostname}:{address.port} as {address.user}")
+            host = setup.open_host(remote, local_kos, with_pytest)
             outcome.info = host.info
             try:
                 job(host, out, outcome)
             finally:
                 _cleanup(host)
     except HarnessError as e:
-        outcome.error = str(e) if str(e).startswith(f"{target.label}:") else f"{target.label}: {e}"
+        outcome.error = str(e) if str(e).startswith(f"{address.label}:") else f"{address.label}: {e}"
     except Exception as e:  # a bug here must not lose the other hosts' results
         (out / "error.log").write_text(traceback.format_exc())
-        outcome.error = f"{target.label}: {type(e).__name__}: {e} (traceback in {out}/error.log)"
-    say(f"{target.label}: " + ("done" if outcome.ok else f"FAILED: {outcome.error}"))
+        outcome.error = f"{address.label}: {type(e).__name__}: {e} (traceback in {out}/error.log)"
+    say(f"{address.label}: " + ("done" if outcome.ok else f"FAILED: {outcome.error}"))
     return outcome
 
 
-def _cleanup(host: prepare.Host) -> None:
+def _cleanup(host: setup.Host) -> None:
     """Best effort: a host that dropped keeps its /tmp/kvm-iofd.* directory."""
     if not host.remote.alive():
         say(f"{host.label}: left {host.workdir} behind (the connection is gone)")
         return
     try:
-        prepare.close_host(host)
+        setup.close_host(host)
     except RemoteError as e:
         say(f"{host.label}: cleaning up failed: {e}")
 
 
-def _parallel(targets: Sequence[Target], fn: Callable[[Target], Outcome]) -> list[Outcome]:
-    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
-        return list(pool.map(fn, targets))
+def _parallel(addresses: Sequence[Address], fn: Callable[[Address], Outcome]) -> list[Outcome]:
+    with ThreadPoolExecutor(max_workers=max(1, len(addresses))) as pool:
+        return list(pool.map(fn, addresses))
 
 
-def bench(targets: Sequence[Target], out_root: Path, local_kos: dict[str, Path], n: int,
+def bench(addresses: Sequence[Address], out_root: Path, local_kos: dict[str, Path], n: int,
           trials: int) -> list[Outcome]:
-    def job(host: prepare.Host, out: Path, outcome: Outcome) -> None:
+    def job(host: setup.Host, out: Path, outcome: Outcome) -> None:
         outcome.bench = _bench(host, out, n, trials)
 
-    return _parallel(targets, lambda t: _one(t, out_root, local_kos, False, job))
+    return _parallel(addresses, lambda t: _one(t, out_root, local_kos, False, job))
 
 
-def test(targets: Sequence[Target], out_root: Path, local_kos: dict[str, Path],
+def test(addresses: Sequence[Address], out_root: Path, local_kos: dict[str, Path],
          pytest_args: Sequence[str]) -> list[Outcome]:
-    def job(host: prepare.Host, out: Path, outcome: Outcome) -> None:
+    def job(host: setup.Host, out: Path, outcome: Outcome) -> None:
         outcome.counts = _test(host, out, pytest_args)
 
-    return _parallel(targets, lambda t: _one(t, out_root, local_kos, True, job))
+    return _parallel(addresses, lambda t: _one(t, out_root, local_kos, True, job))

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.bench import modes, summary, targets
+from harness.bench import summary, targets
 from harness.remote.jobs import Outcome
+from payload.bench import modes
 
 RATIOS = (("userspace-pio", "iofd-pio"), ("userspace-mmio", "iofd-mmio"),
           ("iofd-pio", "ioeventfd-pio"), ("iofd-mmio", "ioeventfd-mmio"),
@@ -53,7 +54,7 @@ def markdown(outcomes: Sequence[Outcome]) -> str:
     rows: list[str] = []
     for col in cols:
         rows += [r for r in col if r not in rows]
-    lines = ["| | " + " | ".join(_cell(o.target.label) for o in outcomes) + " |",
+    lines = ["| | " + " | ".join(_cell(o.address.label) for o in outcomes) + " |",
              "|---|" + "---|" * len(outcomes)]
     for row in rows:
         lines.append(f"| {row} | " + " | ".join(_cell(c.get(row, "-")) for c in cols) + " |")
@@ -61,7 +62,7 @@ def markdown(outcomes: Sequence[Outcome]) -> str:
 
 
 def record(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
-    return [{"url": o.target.url, "label": o.target.label, "ok": o.ok, "error": o.error,
+    return [{"url": o.address.url, "label": o.address.label, "ok": o.ok, "error": o.error,
              "host": o.info, "bench": o.bench, "tests": o.counts} for o in outcomes]
 
 

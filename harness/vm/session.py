@@ -30,8 +30,8 @@ import pexpect
 from harness import paths
 from harness.errors import HarnessError
 from harness.progress import phase, say
-from harness.vm import splat
 from harness.vm.boot import BootOptions, vng_command
+from payload import splat
 
 PANIC = r"Kernel panic - not syncing[^\r\n]*"
 # Any shell prompt, the user's or the session shell's ("bash-5.2# ").
@@ -51,7 +51,7 @@ SESSION_SHELL = Path(__file__).with_name("session-shell")
 LOAD_KVM = "modprobe kvm_amd 2>/dev/null || modprobe kvm_intel"
 
 
-class GuestError(HarnessError):
+class VmError(HarnessError):
     """The guest hung, panicked, died or splatted."""
 
 
@@ -100,7 +100,7 @@ class Session:
         """Boot; after a stop, boot again with a new console log, so the log an
         error message named is kept."""
         if self.child is not None:
-            raise GuestError("the VM is already running", "close() it before starting it again")
+            raise VmError("the VM is already running", "close() it before starting it again")
         self.boots += 1
         self.console_log = self._console_log()
         self.xfer.mkdir(parents=True, exist_ok=True)
@@ -124,16 +124,16 @@ class Session:
         found = splat.find(boot_log)
         if found:
             self.close()  # a VM half set up is no VM to hand out
-            raise GuestError("the guest kernel splatted while booting", splat.describe(found))
+            raise VmError("the guest kernel splatted while booting", splat.describe(found))
         for cmd in self.setup:
             try:
                 r = self.run(cmd)
-            except GuestError:  # a splat: the VM is still up
+            except VmError:  # a splat: the VM is still up
                 self.close()
                 raise
             if r.rc:
                 self.close()
-                raise GuestError(f"'{cmd}' failed in the guest after boot (exit {r.rc})",
+                raise VmError(f"'{cmd}' failed in the guest after boot (exit {r.rc})",
                                  r.stderr.strip() or r.stdout.strip() or "it printed nothing")
 
     def command(self) -> list[str]:
@@ -159,7 +159,7 @@ class Session:
             cwd: Path = paths.REPO, env: dict[str, str] | None = None) -> Result:
         """Run *cmd* with bash in the guest; return its stdout, stderr and exit code."""
         if self.child is None:
-            raise GuestError("the VM is not running", "start the session first")
+            raise VmError("the VM is not running", "start the session first")
         n = next(self._n)
         script = self.xfer / f"cmd-{n}.sh"
         exports = "".join(f"export {k}={_quote(v)}\n" for k, v in (env or {}).items())
@@ -178,7 +178,7 @@ class Session:
         log = self.run("dmesg -c", check_splats=False).stdout
         found = splat.find(log)
         if found:
-            raise GuestError(f"the guest kernel splatted during {step}", splat.describe(found))
+            raise VmError(f"the guest kernel splatted during {step}", splat.describe(found))
 
     # -- internals ---------------------------------------------------------
 
@@ -196,15 +196,15 @@ class Session:
                 self.child.expect(pexpect.EOF, timeout=10)
             text = _tail(self.console_log)
             self.close()
-            raise GuestError(f"the guest kernel panicked during {what}", text)
+            raise VmError(f"the guest kernel panicked during {what}", text)
         if i == len(patterns) + 1:
             how = describe_exit(*_wait_exit(self.child))
             tail = _tail(self.console_log) or _empty_console(self.console_log, self.command())
             self.close()
-            raise GuestError(f"the VM exited during {what} ({how})", tail)
+            raise VmError(f"the VM exited during {what} ({how})", tail)
         tail = _tail(self.console_log) or f"the console log is empty: {self.console_log}"
         self.close()
-        raise GuestError(f"{what} did not finish within {timeout:.0f} s; QEMU was killed", tail)
+        raise VmError(f"{what} did not finish within {timeout:.0f} s; QEMU was killed", tail)
 
 
 def _xfer_root() -> Path:

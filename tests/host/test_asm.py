@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.guest import programs
-from harness.guest.asm import Asm
-from harness.guest.programs import Access, Program
+from payload.guest import programs
+from payload.guest.asm import Asm
+from payload.guest.programs import Access, Program
 
 # --- single instructions vs. the SDM ---------------------------------------------
 ENCODINGS: list[tuple[str, Callable[[Asm], None], str]] = [

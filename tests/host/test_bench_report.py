@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from harness.bench import checks, modes, report, summary, targets
-from harness.bench.runner import cpu_model
+from harness.bench import report, summary, targets
+from payload.bench import checks, modes
+from payload.cpu import cpu_model
 
 N = 1000
 T = 5

@@ -2,7 +2,7 @@
 
 Compiles a small C program against doorbell-module/doorbell.h that prints
 every ioctl number and the argument struct's layout, and compares the output
-with harness.doorbell.ABI.  Runs on the host; no module or VM needed.
+with payload.doorbell.ABI.  Runs on the host; no module or VM needed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import doorbell
+from payload import doorbell
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = REPO / "doorbell-module" / "doorbell.h"
@@ -97,7 +97,7 @@ def test_numbers_and_layout_match(c_abi: dict[str, int]) -> None:
         for name in set(c_abi) | set(doorbell.ABI)
         if c_abi.get(name) != doorbell.ABI.get(name)
     }
-    assert not mismatched, f"C header vs harness.doorbell: {mismatched}"
+    assert not mismatched, f"C header vs payload.doorbell: {mismatched}"
 
 
 def test_module_constants_agree_with_abi_table() -> None:

@@ -1,8 +1,8 @@
-"""harness.eventfd on the host: eventfds need no KVM."""
+"""payload.eventfd on the host: eventfds need no KVM."""
 
 import os
 
-from harness.eventfd import EventFd
+from payload.eventfd import EventFd
 
 
 def test_counter_adds_up_and_drain_resets_it() -> None:

@@ -16,13 +16,13 @@ import os
 
 import pytest
 
-import harness.fuzz as fuzz
-from harness.fuzz import __main__ as fuzz_main
-from harness.fuzz import model as m
-from harness.fuzz.generate import Generator
-from harness.fuzz.model import Access, Case, FdRef, Model
-from harness.fuzz.target import READ_VALUE, ProbeResult
-from harness.kvm import uapi
+import payload.fuzz as fuzz
+from payload.fuzz import __main__ as fuzz_main
+from payload.fuzz import model as m
+from payload.fuzz.generate import Generator
+from payload.fuzz.kvm_side import READ_VALUE, ProbeResult
+from payload.fuzz.model import Access, Case, FdRef, Model
+from payload.kvm import uapi
 
 EFD0 = FdRef(m.EVENTFD, 0)
 EFD0_DUP = FdRef(m.EVENTFD, 0, alias=1)
@@ -512,7 +512,7 @@ def test_probe_accesses_are_reachable_by_the_guest() -> None:
 
 
 # --- the runner, with the model as a stand-in kernel -------------------------------------
-class FakeTarget:
+class FakeKvmSide:
     """Answers from its own model; answers wrong at case ``lie_at``."""
 
     lie_at = -1
@@ -553,7 +553,7 @@ class FakeTarget:
 
 
 def test_agreeing_kernel_runs_to_the_case_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fuzz, "Target", FakeTarget)
+    monkeypatch.setattr(fuzz, "KvmSide", FakeKvmSide)
     lines: list[str] = []
     stats = fuzz.run(5, cases=500, log=lines.append)
     assert stats.cases == 500
@@ -565,7 +565,7 @@ def test_agreeing_kernel_runs_to_the_case_count(monkeypatch: pytest.MonkeyPatch)
 def test_mismatch_reports_seed_index_and_case(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], lie_at: int
 ) -> None:
-    monkeypatch.setattr(fuzz, "Target", type("Liar", (FakeTarget,), {"lie_at": lie_at}))
+    monkeypatch.setattr(fuzz, "KvmSide", type("Liar", (FakeKvmSide,), {"lie_at": lie_at}))
     assert fuzz_main.main(["--seed", "5", "--cases", "100"]) == 1
     out = capsys.readouterr()
     assert out.out.splitlines()[0].startswith("fuzz seed 5 ")  # the seed comes first
@@ -579,8 +579,8 @@ def _kvm_unusable() -> str | None:
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "/dev/kvm is not usable here"
     try:
-        from harness.guest import programs
-        from harness.kvm.vmm import Vm
+        from payload.guest import programs
+        from payload.kvm.vmm import Vm
 
         with Vm() as vm:
             vm.load(programs.halt_only())

@@ -1,6 +1,6 @@
 """Which kmemleak reports fail the debug run."""
 
-from harness.vm import kmemleak
+from tests.support import kmemleak
 
 DUMP = """\
 unreferenced object 0xffff888100a1b000 (size 64):

@@ -1,4 +1,4 @@
-"""The remote-target pieces that need no remote host: URLs, SSH config,
+"""The remote-address pieces that need no remote host: URLs, SSH config,
 payload, the merged table, and the errors for hosts that cannot be used.
 The real SSH runs are in tests/vm/test_remote_ssh.py, against the VM's sshd."""
 
@@ -15,11 +15,12 @@ import pytest
 
 from harness import junit, paths
 from harness.errors import HarnessError
-from harness.remote import commands, hostinfo, payload, prepare, table
+from harness.remote import bundle, commands, setup, table
+from harness.remote.address import Address, load_config, resolve, split_url
 from harness.remote.connection import Remote, RemoteError, Result
 from harness.remote.jobs import Outcome, host_env
-from harness.remote.target import Target, load_config, resolve, split_url
-from harness.vm import ssh
+from payload import hostinfo
+from tests.support import ssh
 
 CONFIG = """\
 Host box
@@ -51,9 +52,9 @@ def test_split_url(url: str, want: tuple[str | None, str, int | None]) -> None:
 
 
 @pytest.mark.parametrize("url,why", [
-    ("root@host", "bad target"),
-    ("http://host", "bad target"),
-    ("ssh://", "bad target"),
+    ("root@host", "bad address"),
+    ("http://host", "bad address"),
+    ("ssh://", "bad address"),
     ("ssh://host:99999", "port"),
     ("ssh://host:0", "port"),
     ("ssh://host/some/path", "only user, host and port"),
@@ -90,14 +91,14 @@ def test_named_config_must_exist(tmp_path: Path) -> None:
         load_config(tmp_path / "nope")
 
 
-def test_two_targets_with_one_label_are_refused(config: Path) -> None:
+def test_two_hosts_with_one_label_are_refused(config: Path) -> None:
     with pytest.raises(HarnessError, match="more than once"):
-        commands.targets(["ssh://box", "ssh://box"], config)
+        commands.addresses(["ssh://box", "ssh://box"], config)
 
 
 def test_unreachable_host_is_a_clear_error() -> None:
     port = ssh.free_port()  # nothing listens there
-    t = Target(url=f"ssh://root@127.0.0.1:{port}", label="dead", hostname="127.0.0.1",
+    t = Address(url=f"ssh://root@127.0.0.1:{port}", label="dead", hostname="127.0.0.1",
                port=port, user="root")
     with pytest.raises(RemoteError, match=f"dead: cannot connect to 127.0.0.1:{port}"):
         Remote(t).connect()
@@ -106,12 +107,12 @@ def test_unreachable_host_is_a_clear_error() -> None:
 def test_cli_reports_a_dead_host_and_writes_its_column(tmp_path: Path) -> None:
     port = ssh.free_port()
     r = subprocess.run([sys.executable, "-m", "harness", "bench", "--ssh-config",
-                        str(tmp_path / "empty"), "--target", f"ssh://root@127.0.0.1:{port}"],
+                        str(tmp_path / "empty"), "--host", f"ssh://root@127.0.0.1:{port}"],
                        capture_output=True, text=True, cwd=paths.REPO, timeout=120)
     assert r.returncode == 2 and "SSH config" in r.stderr  # a named config must exist
     (tmp_path / "empty").write_text("")
     r = subprocess.run([sys.executable, "-m", "harness", "bench", "--ssh-config",
-                        str(tmp_path / "empty"), "--target", f"ssh://root@127.0.0.1:{port}",
+                        str(tmp_path / "empty"), "--host", f"ssh://root@127.0.0.1:{port}",
                         "--results", str(tmp_path / "out")],
                        capture_output=True, text=True, cwd=paths.REPO, timeout=120)
     assert r.returncode == 1, r.stderr
@@ -129,23 +130,24 @@ def names(tgz: Path) -> list[str]:
     return [m.name for m in members(tgz)]
 
 
-def test_payload_holds_the_guest_side_and_nothing_stale(tmp_path: Path) -> None:
-    got = names(payload.build(tmp_path / "p.tgz", with_pytest=True))
-    for need in ("harness/bench/runner.py", "harness/native/vmexit_loop.c",
-                 "harness/remote/hostinfo.py", "tests/guest/test_doorbell.py",
+def test_bundle_is_the_payload_package_and_nothing_stale(tmp_path: Path) -> None:
+    got = names(bundle.build(tmp_path / "p.tgz", with_pytest=True))
+    assert not [n for n in got if n.startswith(("harness/", "tests/host/", "tests/vm/"))]
+    for need in ("payload/bench/runner.py", "payload/native/vmexit_loop.c",
+                 "payload/hostinfo.py", "tests/payload/test_doorbell.py",
                  "doorbell-module/doorbell.c", "doorbell-module/Kbuild", "pyproject.toml",
                  "lib/pytest/__init__.py", "lib/pluggy/__init__.py"):
         assert need in got, need
     assert not [n for n in got if "__pycache__" in n or n.endswith(".pyc")]
     assert not [n for n in got if n.startswith("lib/")
                 and n.split("/")[1].startswith(("paramiko", "matplotlib"))]
-    bare = names(payload.build(tmp_path / "b.tgz", with_pytest=False))
+    bare = names(bundle.build(tmp_path / "b.tgz", with_pytest=False))
     assert not [n for n in bare if n.startswith("lib/")]
 
 
-def test_payload_is_reproducible(tmp_path: Path) -> None:
-    a = payload.build(tmp_path / "a.tgz", with_pytest=False)
-    b = payload.build(tmp_path / "b.tgz", with_pytest=False)
+def test_bundle_is_reproducible(tmp_path: Path) -> None:
+    a = bundle.build(tmp_path / "a.tgz", with_pytest=False)
+    b = bundle.build(tmp_path / "b.tgz", with_pytest=False)
     assert [(m.name, m.size, m.mtime) for m in members(a)] == \
         [(m.name, m.size, 0) for m in members(b)]
 
@@ -153,7 +155,7 @@ def test_payload_is_reproducible(tmp_path: Path) -> None:
 def test_hostinfo_runs_without_the_host_side_packages() -> None:
     """It runs from the payload: paramiko and matplotlib must not be needed."""
     code = ("import sys; sys.modules['paramiko'] = None; sys.modules['matplotlib'] = None; "
-            "import runpy; runpy.run_module('harness.remote.hostinfo', run_name='__main__')")
+            "import runpy; runpy.run_module('payload.hostinfo', run_name='__main__')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=paths.REPO, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -164,7 +166,7 @@ def test_hostinfo_runs_without_the_host_side_packages() -> None:
 
 
 def _outcome(label: str, bench: dict | None = None, error: str | None = None) -> Outcome:
-    t = Target(url=f"ssh://{label}", label=label, hostname=label, port=22, user="root")
+    t = Address(url=f"ssh://{label}", label=label, hostname=label, port=22, user="root")
     return Outcome(t, info={"hostname": label, "kernel": "6.12-iofd", "cpu": "EPYC", "cpus": 8},
                    bench=bench, error=error)
 
@@ -183,7 +185,7 @@ def test_table_has_one_column_per_host_and_keeps_failures() -> None:
 
 
 def test_remote_record_is_tagged_with_the_host() -> None:
-    t = Target(url="ssh://h", label="h", hostname="h", port=22, user="root")
+    t = Address(url="ssh://h", label="h", hostname="h", port=22, user="root")
     env = host_env(t, {"cpu": "AMD EPYC 9654", "kernel": "6.12.117-iofd"})
     assert env["host_cpu"] == "AMD EPYC 9654" and env["remote"]["kernel"] == "6.12.117-iofd"
     assert env["remote"]["url"] == "ssh://h"
@@ -214,7 +216,7 @@ class FakeRemote:
 
     def __init__(self, machine: str = "x86_64", uid: str = "0", cc: str = "cc",
                  py: str = "3.11", sudo_rc: int = 0) -> None:
-        self.target = Target(url="ssh://h", label="h", hostname="h", port=22, user="me")
+        self.address = Address(url="ssh://h", label="h", hostname="h", port=22, user="me")
         self.answer = f"{machine}\n{uid}\n{cc}\n{py}\n"
         self.sudo_rc = sudo_rc
 
@@ -233,9 +235,9 @@ class FakeRemote:
 ])
 def test_unfit_hosts_are_named_and_refused(facts: dict, why: str) -> None:
     with pytest.raises(RemoteError, match=f"^h: .*{why}"):
-        prepare.prerequisites(FakeRemote(**facts))  # type: ignore[arg-type]
+        setup.prerequisites(FakeRemote(**facts))  # type: ignore[arg-type]
 
 
 def test_root_or_sudo_decides_the_prefix() -> None:
-    assert prepare.prerequisites(FakeRemote()) == ""  # type: ignore[arg-type]
-    assert prepare.prerequisites(FakeRemote(uid="1000")) == "sudo -n "  # type: ignore[arg-type]
+    assert setup.prerequisites(FakeRemote()) == ""  # type: ignore[arg-type]
+    assert setup.prerequisites(FakeRemote(uid="1000")) == "sudo -n "  # type: ignore[arg-type]

@@ -15,8 +15,8 @@ from harness.vm.session import (
     EARLY_CONSOLE,
     PROMPT,
     SESSION_SHELL,
-    GuestError,
     Session,
+    VmError,
     _tail,
     describe_exit,
 )
@@ -44,7 +44,7 @@ def test_early_console_is_on_the_command_line(session: Session) -> None:
 
 def test_exit_with_empty_console_says_so(session: Session) -> None:
     fake_vng(session, "exit 3")
-    with pytest.raises(GuestError, match=r"exited during boot \(vng exit status 3\)") as e:
+    with pytest.raises(VmError, match=r"exited during boot \(vng exit status 3\)") as e:
         session._expect([PROMPT], 10, "boot")
     assert "console log is empty" in str(e.value)
     assert "vng --verbose --run /k" in str(e.value)
@@ -53,7 +53,7 @@ def test_exit_with_empty_console_says_so(session: Session) -> None:
 
 def test_exit_shows_what_vng_printed(session: Session) -> None:
     fake_vng(session, "echo 'qemu-system-x86_64: cannot set up guest memory' >&2; exit 1")
-    with pytest.raises(GuestError, match=r"vng exit status 1") as e:
+    with pytest.raises(VmError, match=r"vng exit status 1") as e:
         session._expect([PROMPT], 10, "boot")
     assert "cannot set up guest memory" in str(e.value)
     assert "console log is empty" not in str(e.value)
@@ -61,7 +61,7 @@ def test_exit_shows_what_vng_printed(session: Session) -> None:
 
 def test_early_panic_is_reported_as_a_panic(session: Session) -> None:
     fake_vng(session, "echo 'Kernel panic - not syncing: KASAN: panic_on_warn set ...'")
-    with pytest.raises(GuestError, match="panicked during boot") as e:
+    with pytest.raises(VmError, match="panicked during boot") as e:
         session._expect([PROMPT], 10, "boot")
     assert "KASAN" in str(e.value)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.vm import splat
+from payload import splat
 
 REPORTS = {
     "BUG": "BUG: kernel NULL pointer dereference, address: 0000000000000008",

@@ -1,4 +1,4 @@
-"""harness.kvm.uapi against what a C compiler sees in <linux/kvm.h>.
+"""payload.kvm.uapi against what a C compiler sees in <linux/kvm.h>.
 
 The Python bindings hard-code ioctl numbers, struct sizes and offsets; a
 mistake there sends the kernel a wrongly sized struct and shows up as a
@@ -25,7 +25,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.kernel.prepare import built
-from harness.kvm import ioctl, uapi
+from payload.kvm import ioctl, uapi
 
 HEADERS_ENV = "KVM_HEADERS"
 HAS_IOFD_MARKER = "__probe_has_kvm_iofd"

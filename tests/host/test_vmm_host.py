@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.guest import programs
-from harness.guest.programs import Access, Program
-from harness.kvm import uapi
-from harness.kvm.vmm import Exit, GuestError, GuestTimeout, RunResult, Vm
-from harness.native import build, run_native
+from payload.guest import programs
+from payload.guest.programs import Access, Program
+from payload.kvm import uapi
+from payload.kvm.vmm import Exit, GuestError, GuestTimeout, RunResult, Vm
+from payload.native import build, run_native
 
 N = 50
 SIZES = (1, 2, 4)

@@ -13,9 +13,10 @@ import pytest
 
 from harness import paths
 from harness.kernel.prepare import Kernel, built
-from harness.vm import accel, kmemleak, ssh
+from harness.vm import accel
 from harness.vm.boot import options_for
-from harness.vm.session import LOAD_KVM, GuestError, Session
+from harness.vm.session import LOAD_KVM, Session, VmError
+from tests.support import kmemleak, ssh
 
 DEBUG = bool(os.environ.get("KVM_IOFD_DEBUG"))
 
@@ -81,7 +82,7 @@ def guest(vm: Session, summary: Callable[[str], None]) -> Session:
                 f"booting it again (boot {vm.boots + 1})")
         try:
             vm.start()
-        except GuestError as e:  # one try: a boot that fails once will fail again
+        except VmError as e:  # one try: a boot that fails once will fail again
             _REBOOT_FAILED.append(str(e))
             raise
     return vm

@@ -23,7 +23,7 @@ def test_kvm_vendor_module_has_nested_paging(guest: Session) -> None:
 
 
 def test_kvm_reports_kvm_iofd(guest: Session, python: str) -> None:
-    r = guest.run(f"{python} -c 'import fcntl, os; from harness.kvm import uapi; "
+    r = guest.run(f"{python} -c 'import fcntl, os; from payload.kvm import uapi; "
                   "fd = os.open(\"/dev/kvm\", os.O_RDWR); "
                   "print(fcntl.ioctl(fd, uapi.KVM_CHECK_EXTENSION, uapi.KVM_CAP_IOFD))'")
     assert r.rc == 0, r.stderr

@@ -14,7 +14,7 @@ import pytest
 from harness.kernel.prepare import Kernel
 from harness.vm import accel
 from harness.vm.boot import options_for
-from harness.vm.session import GuestError, Session
+from harness.vm.session import Session, VmError
 
 
 @pytest.fixture
@@ -33,13 +33,13 @@ def qemu_alive(xfer: Path) -> bool:
 def test_hung_guest_times_out_and_qemu_is_killed(own_guest: Session) -> None:
     xfer = own_guest.xfer
     assert qemu_alive(xfer)
-    with pytest.raises(GuestError, match="did not finish within 3 s; QEMU was killed"):
+    with pytest.raises(VmError, match="did not finish within 3 s; QEMU was killed"):
         own_guest.run("sleep 600", timeout=3)
     assert not qemu_alive(xfer)
 
 
 def test_guest_panic_is_shown(own_guest: Session) -> None:
-    with pytest.raises(GuestError, match="panicked") as e:
+    with pytest.raises(VmError, match="panicked") as e:
         own_guest.run("echo c > /proc/sysrq-trigger", timeout=120)
     assert "sysrq triggered crash" in str(e.value)
     assert not qemu_alive(own_guest.xfer)
@@ -47,7 +47,7 @@ def test_guest_panic_is_shown(own_guest: Session) -> None:
 
 def test_splat_fails_the_step_and_is_shown(guest: Session) -> None:
     fake = "WARNING: CPU: 0 PID: 1 at virt/kvm/fake.c:1 fake_splat+0x0/0x10"
-    with pytest.raises(GuestError, match="splatted during") as e:
+    with pytest.raises(VmError, match="splatted during") as e:
         guest.run(f"echo '<4>{fake}' > /dev/kmsg")
     assert fake in str(e.value)
     # The guest itself is fine, and the next step starts clean.
@@ -57,10 +57,10 @@ def test_splat_fails_the_step_and_is_shown(guest: Session) -> None:
 def test_a_stopped_shared_vm_boots_again_for_the_next_test(vm: Session) -> None:
     """One test's hang must not fail every test after it (as it once did)."""
     first_log = vm.console_log
-    with pytest.raises(GuestError, match="QEMU was killed"):
+    with pytest.raises(VmError, match="QEMU was killed"):
         vm.run("sleep 600", timeout=3)
     assert not vm.running
-    with pytest.raises(GuestError, match="the VM is not running"):
+    with pytest.raises(VmError, match="the VM is not running"):
         vm.run("true")
     vm.start()  # what the guest fixture does for the next test
     assert vm.running and vm.boots == 2

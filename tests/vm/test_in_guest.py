@@ -1,4 +1,4 @@
-"""Run each tests/guest/ file with pytest inside the VM, one file per test here.
+"""Run each tests/payload/ file with pytest inside the VM, one file per test here.
 
 Those tests drive /dev/kvm and /dev/doorbell directly, so they must run in
 the guest; the guest sees this checkout and its venv at the same paths.  A

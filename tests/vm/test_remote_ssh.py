@@ -1,4 +1,4 @@
-"""``bench|test --target ssh://...`` against the test VM's own sshd.
+"""``bench|test --host ssh://...`` against the test VM's own sshd.
 
 The guest runs sshd on a loopback port (see the ``guest`` fixture), with
 host keys that vng made here, so these tests drive the remote path exactly
@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from harness import paths
+from harness.remote.address import load_config, resolve
 from harness.remote.connection import Remote
-from harness.remote.target import load_config, resolve
-from harness.vm import ssh
 from harness.vm.session import Session
+from tests.support import ssh
 
 
 class Forwarder:
@@ -37,7 +37,7 @@ class Forwarder:
         self.port = self.listener.getsockname()[1]
         self.socks: list[socket.socket] = []
         self.cut_done = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(address=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
         while True:
@@ -48,7 +48,7 @@ class Forwarder:
             b = socket.create_connection(("127.0.0.1", self.to_port))
             self.socks += [a, b]
             for src, dst in ((a, b), (b, a)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+                threading.Thread(address=self._pump, args=(src, dst), daemon=True).start()
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -92,15 +92,15 @@ def test_bench_on_two_hosts_one_of_which_drops(sshd: int, guest: Session,
     fwd = Forwarder(sshd)
     config = ssh.write_client_files(tmp_path, {"iofd-vm": sshd, "flaky-vm": fwd.port})
     proc = subprocess.Popen(
-        harness_cmd("bench", "--ssh-config", str(config), "--target", "ssh://iofd-vm",
-                    "--target", "ssh://flaky-vm", "-n", "20000", "-t", "1",
+        harness_cmd("bench", "--ssh-config", str(config), "--host", "ssh://iofd-vm",
+                    "--host", "ssh://flaky-vm", "-n", "20000", "-t", "1",
                     "--results", str(tmp_path / "out")),
         cwd=paths.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Cut the second host once a benchmark runs on the guest: mid-run.
         deadline = time.monotonic() + 1200  # the debug kernel is slow to get there
         while proc.poll() is None and time.monotonic() < deadline:
-            if guest.run("pgrep -f harness.bench.runner", check_splats=False).rc == 0:
+            if guest.run("pgrep -f payload.bench.runner", check_splats=False).rc == 0:
                 fwd.cut()
                 break
             time.sleep(1)
@@ -130,8 +130,8 @@ def test_bench_on_two_hosts_one_of_which_drops(sshd: int, guest: Session,
 
 def test_guest_tests_run_on_the_remote_host(sshd: int, tmp_path: Path) -> None:
     config = ssh.write_client_files(tmp_path, {"iofd-vm": sshd})
-    r = run_cli("test", "--ssh-config", str(config), "--target", "ssh://iofd-vm",
-                "--results", str(tmp_path / "out"), "tests/guest/test_doorbell.py")
+    r = run_cli("test", "--ssh-config", str(config), "--host", "ssh://iofd-vm",
+                "--results", str(tmp_path / "out"), "tests/payload/test_doorbell.py")
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     host = json.loads((tmp_path / "out" / "hosts.json").read_text())[0]
     assert host["tests"]["tests"] > 0 and host["tests"]["skipped"] == 0, host
@@ -140,7 +140,7 @@ def test_guest_tests_run_on_the_remote_host(sshd: int, tmp_path: Path) -> None:
 def test_unknown_host_key_is_refused(sshd: int, tmp_path: Path) -> None:
     config = ssh.write_client_files(tmp_path, {"iofd-vm": sshd})
     (tmp_path / "known_hosts").write_text("")
-    r = run_cli("bench", "--ssh-config", str(config), "--target", "ssh://iofd-vm", "-n", "10",
+    r = run_cli("bench", "--ssh-config", str(config), "--host", "ssh://iofd-vm", "-n", "10",
                 "--results", str(tmp_path / "out"))
     assert r.returncode == 1
     assert "unknown host key for [127.0.0.1]:" in r.stderr and "refusing to connect" in r.stderr
@@ -154,7 +154,7 @@ def test_changed_host_key_is_refused(sshd: int, tmp_path: Path) -> None:
                    check=True)
     impostor = " ".join((tmp_path / "impostor.pub").read_text().split()[:2])
     (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{sshd} {impostor}\n")
-    r = run_cli("bench", "--ssh-config", str(config), "--target", "ssh://iofd-vm", "-n", "10",
+    r = run_cli("bench", "--ssh-config", str(config), "--host", "ssh://iofd-vm", "-n", "10",
                 "--results", str(tmp_path / "out"))
     assert r.returncode == 1
     assert "has CHANGED" in r.stderr and "refusing to connect" in r.stderr, r.stderr
@@ -166,7 +166,7 @@ def test_failed_authentication_is_refused(sshd: int, tmp_path: Path) -> None:
     stranger = tmp_path / "id_stranger"  # a key the guest's authorized_keys does not hold
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
     config.write_text(config.read_text().replace(str(ssh.identity()), str(stranger)))
-    r = run_cli("bench", "--ssh-config", str(config), "--target", "ssh://iofd-vm", "-n", "10",
+    r = run_cli("bench", "--ssh-config", str(config), "--host", "ssh://iofd-vm", "-n", "10",
                 "--results", str(tmp_path / "out"))
     assert r.returncode == 1
     assert "iofd-vm: authentication as root failed" in r.stderr, r.stderr

@@ -1,0 +1,223 @@
+"""The real kernel side of the fuzzer: VMs, the eventfd pool, bad fds.
+
+Each :class:`~payload.fuzz.model.FdRef` is turned into a file descriptor
+number here, at the moment the case runs, so a case means the same thing in
+every replay even though fd numbers differ between processes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from payload.fuzz import model as m
+from payload.fuzz.model import Case, FdRef
+from payload.guest import programs
+from payload.kvm import uapi
+from payload.kvm.ioctl import IOW
+from payload.kvm.vmm import Exit, GuestError, Vcpu, Vm
+
+READ_VALUE = 0x5A5A5A5A
+"""What the VMM answers to every read that exits during a probe."""
+PROBE_TIMEOUT_S = 60.0
+CLOSED_FD_CANDIDATES = range(777, 1000)
+"""A number to use as 'closed': high enough that nothing in the process gets
+it (Linux hands out the lowest free number)."""
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong)
+_libc.ioctl.restype = ctypes.c_int
+
+
+def _errno_of(fn: Callable[[], object]) -> int:
+    try:
+        fn()
+    except OSError as exc:
+        return exc.errno or -1
+    return 0
+
+
+@dataclass
+class ProbeResult:
+    """What a probe program did, in the shape of ProbeExpect."""
+
+    exits: list[tuple[str, int, int, bool, int]] = field(default_factory=list)
+    signals: dict[int, int] = field(default_factory=dict)  # pool slot -> eventfd count
+    result: int = 0
+    end: str = ""
+    kvm_exits: int = 0
+    error: str = ""
+
+
+class KvmSide:
+    """One fuzz VM (recreated by RESET_VM), a bystander VM, and the fds."""
+
+    def __init__(self, slots: int, iofd: bool = True) -> None:
+        self.iofd_supported = iofd
+        self.vm: Vm | None = None
+        self.other: Vm | None = None
+        self.vcpu: Vcpu | None = None
+        self.pool: list[tuple[int, int]] = []
+        self._fds: list[int] = []
+        try:
+            for _ in range(slots):
+                self.pool.append(self._new_eventfd())
+            r, w = os.pipe2(os.O_CLOEXEC)
+            self.pipe = r
+            self._fds += [r, w]
+            self.devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            self._fds.append(self.devnull)
+            self.closed_fd = next(n for n in CLOSED_FD_CANDIDATES if not _is_open(n))
+            self.vm = Vm()
+            self.other = Vm()
+            self._populate_other()
+            self.limit = self.vm.check_extension(uapi.KVM_CAP_IOFD) if iofd else 0
+        except BaseException:
+            self.close()
+            raise
+
+    # -- setup ------------------------------------------------------------------------
+    @staticmethod
+    def _new_eventfd() -> tuple[int, int]:
+        fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        return fd, os.dup(fd)
+
+    def _populate_other(self) -> None:
+        """The bystander VM holds registrations where the fuzz VM's cluster:
+        the per-VM checks must not see them."""
+        assert self.other is not None
+        if self.iofd_supported:
+            self.other.iofd(0x8000, 0x8000, self.pool[0][0])
+            self.other.iofd(0x600, 0x200, self.pool[1 % len(self.pool)][0], pio=True)
+        self.other.ioeventfd(m.DONE_PORT, 0, self.pool[-1][0], pio=True)
+
+    def check_environment(self) -> str | None:
+        """Why the fd kinds would not mean what the model says, or None."""
+        if _is_open(self.closed_fd):
+            return f"fd {self.closed_fd}, used as the closed fd, is open"
+        return None
+
+    # -- fds ----------------------------------------------------------------------------
+    def fd(self, ref: FdRef | None) -> int:
+        assert self.vm is not None and self.other is not None
+        if ref is None:
+            return -1
+        kind = ref.kind
+        if kind == m.EVENTFD:
+            return self.pool[ref.slot][ref.alias]
+        if kind == m.CLOSED:
+            return self.closed_fd
+        if kind in (m.NEGATIVE, m.HUGE):
+            return ref.number
+        return {
+            m.PIPE: self.pipe,
+            m.DEVNULL: self.devnull,
+            m.VM_FD: self.vm.fd,
+            m.OTHER_VM: self.other.fd,
+            m.KVM_DEV: self.vm.kvm_fd,
+        }[kind]
+
+    # -- cases --------------------------------------------------------------------------
+    def ioctl(self, case: Case) -> int:
+        """Run an ioctl case; the errno it failed with, or 0."""
+        assert self.vm is not None
+        vm_fd = self.vm.fd
+        if case.op == m.IOFD:
+            iofd_args = uapi.KvmIofd(addr=case.addr, len=case.length, fd=self.fd(case.fd), flags=case.flags)
+            ctypes.memmove(iofd_args.pad, case.pad, len(iofd_args.pad))
+            return _errno_of(lambda: fcntl.ioctl(vm_fd, uapi.KVM_IOFD, iofd_args))
+        if case.op == m.IOEVENTFD:
+            ioeventfd_args = uapi.KvmIoeventfd(
+                datamatch=case.datamatch,
+                addr=case.addr,
+                len=case.length,
+                fd=self.fd(case.fd),
+                flags=case.flags,
+            )
+            return _errno_of(lambda: fcntl.ioctl(vm_fd, uapi.KVM_IOEVENTFD, ioeventfd_args))
+        if case.op == m.EFAULT_OP:
+            ret = _libc.ioctl(vm_fd, uapi.KVM_IOFD, 8)  # the zero page is never mapped
+            return ctypes.get_errno() if ret < 0 else 0
+        if case.op == m.BADSIZE:
+            buf = bytearray(64)
+            return _errno_of(lambda: fcntl.ioctl(vm_fd, IOW(uapi.KVMIO, 0xD6, case.size), buf))
+        raise ValueError(f"{case.op!r} is not an ioctl case")
+
+    def recreate(self, slot: int) -> None:
+        for fd in self.pool[slot]:
+            os.close(fd)
+        self.pool[slot] = self._new_eventfd()
+
+    def reset_vm(self) -> None:
+        """Destroy the fuzz VM with its registrations; a fresh one replaces it."""
+        if self.vm is not None:
+            self.vm.close()
+        self.vm = None
+        self.vcpu = None
+        self.vm = Vm()
+
+    def take(self, slot: int) -> int:
+        """Read and clear the slot's eventfd count."""
+        try:
+            return os.eventfd_read(self.pool[slot][0])
+        except BlockingIOError:
+            return 0
+
+    def probe(self, case: Case) -> ProbeResult:
+        """Run the case's accesses in the fuzz VM and record what happened."""
+        assert self.vm is not None
+        out = ProbeResult()
+        program = programs.access_sequence(
+            [programs.Access("pio" if a.pio else "mmio", a.addr, a.size, a.write) for a in case.accesses]
+        )
+        self.vm.load(program)
+        self.vm.write(programs.RESULT_ADDR, bytes(4))
+        if self.vcpu is None:
+            self.vcpu = self.vm.create_vcpu(program.origin)
+        else:
+            self.vcpu.reset(program.origin)
+        seen: list[Exit] = []
+
+        def handler(exit_: Exit) -> int:
+            seen.append(exit_)
+            return READ_VALUE
+
+        try:
+            run = self.vcpu.run_to_halt(handler=handler, timeout_s=PROBE_TIMEOUT_S)
+        except GuestError as exc:
+            out.error = str(exc)
+        else:
+            out.end = run.end
+            out.kvm_exits = run.exits
+        out.exits = [(e.kind, e.addr, e.size, e.is_write, e.data) for e in seen]
+        out.result = int.from_bytes(self.vm.read(programs.RESULT_ADDR, 4), "little")
+        out.signals = {slot: self.take(slot) for slot in range(len(self.pool))}
+        return out
+
+    def close(self) -> None:
+        for vm in (self.vm, self.other):
+            if vm is not None:
+                vm.close()
+        self.vm = self.other = None
+        self.vcpu = None
+        for pair in self.pool:
+            for fd in pair:
+                os.close(fd)
+        self.pool = []
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            return False
+        raise
+    return True

@@ -1,0 +1,268 @@
+"""The L2 guest programs: short real-mode loops that make exits on purpose.
+
+The memory and port map is :mod:`payload.guest.memmap`; its names are
+re-exported here for the programs' callers.
+
+End-of-program convention: every program finishes with
+``out DONE_PORT, eax`` (EAX = the program's result, also stored at
+RESULT_ADDR) and then ``hlt``.  Nothing in KVM claims DONE_PORT, so it always
+exits to userspace, and the VMM treats that exit as completion.  HLT alone is
+not enough: with KVM_CREATE_IRQCHIP the in-kernel LAPIC handles HLT itself
+and KVM_RUN would not return.  So an N-iteration loop whose accesses all exit
+makes N + 1 KVM_RUN returns; one whose accesses are all handled in the
+kernel makes exactly 1.
+
+Loop counters live in ESI (CPUID clobbers EAX/EBX/ECX/EDX), so N can be up
+to 2**32 - 1; N = 0 emits no loop at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from payload.guest.asm import ACCUMULATOR, Asm
+from payload.guest.memmap import (  # noqa: F401  (re-exported)
+    DONE_PORT,
+    ELCR_PORT,
+    IDT_DESC_ADDR,
+    LOAD_ADDR,
+    MMIO_ADDR,
+    MMIO_BASE,
+    MMIO_LIMIT,
+    PIO_PORT,
+    RAM_SIZE,
+    RESULT_ADDR,
+)
+
+PATTERN = 0x12345678
+"""Default value written by write loops (truncated to the access size)."""
+POISON = 0xFFFFFFFF
+"""Loaded into EAX before every read so a read that does not complete
+(leaves the register alone) shows up as non-zero in the result."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """Machine code plus what a test needs to know about it."""
+
+    name: str
+    code: bytes
+    origin: int
+    count: int
+    listing: tuple[tuple[int, bytes, str], ...]
+    labels: dict[str, int] = field(default_factory=dict, compare=False)
+    """Label name -> guest address (branch targets in the listing)."""
+
+    def listing_text(self) -> str:
+        """Human-readable disassembly of the emitted instructions."""
+        return "\n".join(
+            f"{addr:#06x}  {code.hex(' '):<24} {text}" for addr, code, text in self.listing
+        )
+
+
+@dataclass(frozen=True)
+class Access:
+    """One guest access for :func:`access_sequence`."""
+
+    bus: str  # "pio" or "mmio"
+    addr: int
+    size: int
+    write: bool = True
+
+
+def _program(name: str, a: Asm, n: int = 0) -> Program:
+    return Program(name, a.assemble(), a.origin, n, tuple(a.listing()), a.labels)
+
+
+def _mask(size: int) -> int:
+    return (1 << (8 * size)) - 1
+
+
+def _check_mmio(addr: int, size: int) -> None:
+    if not (addr >= MMIO_BASE and addr + size <= MMIO_LIMIT):
+        raise ValueError(
+            f"MMIO access {addr:#x}+{size} must lie in [{MMIO_BASE:#x}, {MMIO_LIMIT:#x})"
+        )
+
+
+def _check_port(port: int, size: int) -> None:
+    if not (port >= 0 and port + size <= 0x10000):
+        raise ValueError(f"port {port:#x}+{size} is outside the 64 KiB I/O space")
+
+
+def _check_count(n: int) -> None:
+    if not 0 <= n < (1 << 32):
+        raise ValueError(f"loop count {n} must fit in ESI (0 .. 2**32-1)")
+
+
+def _loop(a: Asm, n: int, body: Callable[[], None]) -> None:
+    """``esi = n; do { body } while (--esi)``, or nothing when n == 0."""
+    _check_count(n)
+    if n == 0:
+        return
+    a.mov_imm("esi", n)
+    a.label("top")
+    body()
+    a.dec("esi")
+    a.jnz("top")
+
+
+def _finish(a: Asm, name: str, n: int, result: str | None = None) -> Program:
+    """Epilogue: store the result, report it on DONE_PORT, then halt forever."""
+    if result is None:
+        a.mov_imm("eax", 0)
+    elif result != "eax":
+        a.mov_reg("eax", result)
+    a.store(RESULT_ADDR, "eax")
+    a.mov_imm("dx", DONE_PORT)
+    a.out_dx(4)
+    a.label("halt")
+    a.hlt()
+    a.jmp("halt")  # an interrupt would wake HLT; never fall off the end
+    return _program(name, a, n)
+
+
+def halt_only() -> Program:
+    """A single HLT: the smallest guest, used to probe whether KVM works."""
+    a = Asm(LOAD_ADDR)
+    a.hlt()
+    return _program("halt_only", a)
+
+
+def pio_write_loop(n: int, size: int = 1, port: int = PIO_PORT, value: int = PATTERN) -> Program:
+    """``n`` writes of ``size`` bytes to ``port``."""
+    _check_port(port, size)
+    a = Asm(LOAD_ADDR)
+    a.mov_imm("eax", value & _mask(4))
+    a.mov_imm("dx", port)
+    _loop(a, n, lambda: a.out_dx(size))
+    return _finish(a, f"pio_write{size}", n)
+
+
+def pio_read_loop(n: int, size: int = 1, port: int = PIO_PORT) -> Program:
+    """``n`` reads of ``size`` bytes from ``port``; result = OR of all values."""
+    _check_port(port, size)
+    acc = ACCUMULATOR[size]
+    dst = {1: "bl", 2: "bx", 4: "ebx"}[size]
+    a = Asm(LOAD_ADDR)
+    a.mov_imm("ebx", 0)
+    a.mov_imm("dx", port)
+
+    def body() -> None:
+        a.mov_imm("eax", POISON)
+        a.in_dx(size)
+        a.or_reg(dst, acc)
+
+    _loop(a, n, body)
+    return _finish(a, f"pio_read{size}", n, result="ebx")
+
+
+def mmio_write_loop(n: int, size: int = 1, addr: int = MMIO_ADDR, value: int = PATTERN) -> Program:
+    """``n`` writes of ``size`` bytes to unbacked guest address ``addr``."""
+    _check_mmio(addr, size)
+    a = Asm(LOAD_ADDR)
+    a.mov_imm("eax", value & _mask(4))
+    _loop(a, n, lambda: a.store(addr, ACCUMULATOR[size]))
+    return _finish(a, f"mmio_write{size}", n)
+
+
+def mmio_read_loop(n: int, size: int = 1, addr: int = MMIO_ADDR) -> Program:
+    """``n`` reads of ``size`` bytes from ``addr``; result = OR of all values.
+
+    EAX is poisoned before each read, so the result is zero only if every
+    read really completed with zero.
+    """
+    _check_mmio(addr, size)
+    acc = ACCUMULATOR[size]
+    dst = {1: "bl", 2: "bx", 4: "ebx"}[size]
+    a = Asm(LOAD_ADDR)
+    a.mov_imm("ebx", 0)
+
+    def body() -> None:
+        a.mov_imm("eax", POISON)
+        a.load(acc, addr)
+        a.or_reg(dst, acc)
+
+    _loop(a, n, body)
+    return _finish(a, f"mmio_read{size}", n, result="ebx")
+
+
+def cpuid_loop(n: int) -> Program:
+    """``n`` CPUID(leaf 0): an exit KVM always handles in the kernel."""
+    a = Asm(LOAD_ADDR)
+
+    def body() -> None:
+        a.mov_imm("eax", 0)
+        a.cpuid()
+
+    _loop(a, n, body)
+    return _finish(a, "cpuid", n)
+
+
+def elcr_write_loop(n: int) -> Program:
+    """``n`` byte writes of 0 to the PIC ELCR; needs KVM_CREATE_IRQCHIP to
+    stay in the kernel (without it each write exits to userspace)."""
+    return dataclasses.replace(
+        pio_write_loop(n, size=1, port=ELCR_PORT, value=0), name="elcr_write"
+    )
+
+
+def access_sequence(accesses: list[Access] | tuple[Access, ...]) -> Program:
+    """Each access once, in order: for range-edge tests that need exact
+    per-access outcomes.  Reads OR into the result like the read loops."""
+    a = Asm(LOAD_ADDR)
+    a.mov_imm("ebx", 0)
+    for acc in accesses:
+        reg = ACCUMULATOR[acc.size]
+        if acc.bus == "pio":
+            _check_port(acc.addr, acc.size)
+            a.mov_imm("dx", acc.addr)
+            if acc.write:
+                a.mov_imm("eax", PATTERN)
+                a.out_dx(acc.size)
+            else:
+                a.mov_imm("eax", POISON)
+                a.in_dx(acc.size)
+        elif acc.bus == "mmio":
+            _check_mmio(acc.addr, acc.size)
+            if acc.write:
+                a.mov_imm("eax", PATTERN)
+                a.store(acc.addr, reg)
+            else:
+                a.mov_imm("eax", POISON)
+                a.load(reg, acc.addr)
+        else:
+            raise ValueError(f"bus must be 'pio' or 'mmio', not {acc.bus!r}")
+        if not acc.write:
+            a.or_reg({1: "bl", 2: "bx", 4: "ebx"}[acc.size], reg)
+    return _finish(a, "access_sequence", len(accesses), result="ebx")
+
+
+def spin_forever() -> Program:
+    """``jmp $``: never exits on its own, to test the VMM's time limit."""
+    a = Asm(LOAD_ADDR)
+    a.label("spin")
+    a.jmp("spin")
+    return _program("spin_forever", a)
+
+
+def triple_fault() -> Program:
+    """Load an IDT with limit 0, then ``ud2``: #UD's vector is past the limit
+    (#GP), so is #GP's (#DF), so is #DF's: a triple fault, KVM_EXIT_SHUTDOWN.
+
+    ``ud2`` rather than ``int3``: KVM's real-mode emulation delivers software
+    interrupts (INT n) without the IDT limit check, so ``int3`` would jump
+    through the zeroed IVT instead of faulting on some hosts.
+    """
+    a = Asm(LOAD_ADDR)
+    a.mov_imm("ax", 0)
+    for offset in (0, 2, 4):  # limit:16 = 0, base:32 = 0
+        a.store(IDT_DESC_ADDR + offset, "ax")
+    a.lidt(IDT_DESC_ADDR)
+    a.ud2()
+    a.label("halt")
+    a.hlt()
+    a.jmp("halt")
+    return _program("triple_fault", a)

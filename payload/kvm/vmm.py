@@ -1,0 +1,478 @@
+"""A minimal VMM in the shape of the kernel's KVM selftests (kvm_util).
+
+One VM, one memory slot at GPA 0, vCPUs in 16-bit real mode with CS = DS = 0
+and RIP at the program.  That is all the L2 guest programs need, and keeping
+it that small keeps the number of KVM_RUN returns per program exact and easy
+to reason about: the tests assert those counts.
+
+Errors: failing syscalls raise :class:`OSError` with the kernel's errno
+(``fcntl.ioctl`` does that already); a guest that misbehaves raises
+:class:`GuestError` naming the exit reason and the guest RIP; one that runs
+past its time limit raises :class:`GuestTimeout`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import mmap
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from payload.guest.memmap import DONE_PORT, LOAD_ADDR, RAM_SIZE
+from payload.kvm import uapi
+
+TSS_ADDR = 0xFFFBD000
+"""Where KVM may put the real-mode TSS (QEMU's choice).  Intel CPUs without
+"unrestricted guest" need it to run real-mode code; elsewhere it is unused."""
+
+WATCHDOG_PERIOD_S = 0.01
+"""After the deadline, re-send SIGALRM this often until KVM_RUN notices."""
+
+
+class Loadable(Protocol):
+    """Machine code and where it expects to run (a guest program)."""
+
+    code: bytes
+    origin: int
+
+
+class GuestError(RuntimeError):
+    """The guest stopped in a way the program did not intend."""
+
+    def __init__(self, reason: int, rip: int | None, detail: str = "") -> None:
+        self.reason = reason
+        self.reason_name = uapi.exit_reason_name(reason)
+        self.rip = rip
+        where = "unknown RIP" if rip is None else f"RIP {rip:#x}"
+        super().__init__(
+            f"guest stopped with {self.reason_name} at {where}" + (f": {detail}" if detail else "")
+        )
+
+
+class GuestTimeout(GuestError):
+    """The guest did not reach its end (HLT or DONE_PORT) in time."""
+
+    def __init__(self, rip: int | None, timeout_s: float) -> None:
+        super().__init__(uapi.KVM_EXIT_INTR, rip, f"no HLT or DONE_PORT write within {timeout_s:g} s")
+        self.timeout_s = timeout_s
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong)
+_libc.ioctl.restype = ctypes.c_int
+_libc.mmap.argtypes = (
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_libc.munmap.restype = ctypes.c_int
+_MAP_FAILED = ctypes.c_void_p(-1).value
+_INT_MAX = (1 << 31) - 1
+
+
+def _ioctl(fd: int, request: int, arg: int | ctypes.Structure = 0) -> int:
+    """ioctl that returns the syscall's int result and raises OSError(errno).
+
+    Passing a ctypes object hands the kernel a pointer to a mutable copy that
+    is written back, so _IOR structs come back filled in.  ``fcntl.ioctl``
+    only takes a C ``int`` by value, so larger unsigned long arguments
+    (KVM_SET_TSS_ADDR's address) go through libc directly.
+    """
+    if isinstance(arg, int) and arg > _INT_MAX:
+        ret = _libc.ioctl(fd, request, arg)
+        if ret < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        return ret
+    return fcntl.ioctl(fd, request, arg)  # type: ignore[arg-type]
+
+
+@contextmanager
+def deadline_alarm(timeout_s: float | None) -> Iterator[None]:
+    """Make a blocked KVM_RUN return -EINTR once ``timeout_s`` has passed.
+
+    KVM_RUN returns -EINTR whenever a signal is pending, so a SIGALRM armed
+    for the deadline (and repeated, in case it lands while we are not inside
+    KVM_RUN) is enough to regain control of a guest that never exits.  The
+    timer fires only after the deadline, so it never adds KVM_RUN returns to
+    a run that finishes in time.  Python lets only the main thread install
+    signal handlers; elsewhere pass ``timeout_s=None``.
+    """
+    if timeout_s is None:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("a run time limit needs the main thread (SIGALRM); pass timeout_s=None")
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: None)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s, WATCHDOG_PERIOD_S)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass(frozen=True)
+class Exit:
+    """One I/O access that reached userspace, as the handler sees it."""
+
+    kind: str  # "io" or "mmio"
+    addr: int  # port number, or guest physical address
+    size: int
+    is_write: bool
+    data: int = 0  # the value written; 0 for reads
+
+
+Handler = Callable[[Exit], "int | None"]
+"""Called for each exiting access; its return value (default 0) is what a
+read returns to the guest."""
+
+
+@dataclass
+class RunResult:
+    """What one run of a program did, counted from KVM_RUN's point of view."""
+
+    exits: int = 0
+    """KVM_RUN returns that reported an exit, the final one included
+    (returns forced by a signal are counted in ``interrupted`` instead)."""
+    by_reason: Counter[str] = field(default_factory=Counter)
+    handled: int = 0
+    """I/O and MMIO exits serviced before the end (handler or zero-fill)."""
+    interrupted: int = 0
+    end: str = ""  # "hlt" or "done"
+    done_value: int | None = None
+    """EAX as written to DONE_PORT: the program's result."""
+    seconds: float = 0.0
+
+
+class Vm:
+    """A KVM VM with one anonymous-memory slot at GPA 0."""
+
+    def __init__(self, mem_size: int = RAM_SIZE, kvm_path: str = "/dev/kvm") -> None:
+        self.kvm_fd = os.open(kvm_path, os.O_RDWR | os.O_CLOEXEC)
+        self.fd = -1
+        self.mem: mmap.mmap | None = None
+        self._mem_view: ctypes.Array[ctypes.c_char] | None = None
+        self.vcpus: list[Vcpu] = []
+        try:
+            version = _ioctl(self.kvm_fd, uapi.KVM_GET_API_VERSION)
+            if version != uapi.KVM_API_VERSION:
+                raise RuntimeError(f"KVM API version {version}, expected {uapi.KVM_API_VERSION}")
+            self.fd = _ioctl(self.kvm_fd, uapi.KVM_CREATE_VM, 0)
+            _ioctl(self.fd, uapi.KVM_SET_TSS_ADDR, TSS_ADDR)
+            self.mem = mmap.mmap(-1, mem_size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            self._mem_view = (ctypes.c_char * mem_size).from_buffer(self.mem)
+            region = uapi.KvmUserspaceMemoryRegion(
+                slot=0,
+                flags=0,
+                guest_phys_addr=0,
+                memory_size=mem_size,
+                userspace_addr=ctypes.addressof(self._mem_view),
+            )
+            _ioctl(self.fd, uapi.KVM_SET_USER_MEMORY_REGION, region)
+        except BaseException:
+            self.close()
+            raise
+        self.mem_size = mem_size
+
+    # -- capabilities and devices ------------------------------------------------
+    def check_extension(self, cap: int) -> int:
+        """KVM_CHECK_EXTENSION on the VM fd (per-VM answers, e.g. the iofd limit)."""
+        return _ioctl(self.fd, uapi.KVM_CHECK_EXTENSION, cap)
+
+    def kvm_check_extension(self, cap: int) -> int:
+        """KVM_CHECK_EXTENSION on /dev/kvm (system-wide answer)."""
+        return _ioctl(self.kvm_fd, uapi.KVM_CHECK_EXTENSION, cap)
+
+    def create_irqchip(self) -> None:
+        """In-kernel PIC/IOAPIC/LAPIC; afterwards KVM handles HLT and the PIC ports."""
+        _ioctl(self.fd, uapi.KVM_CREATE_IRQCHIP)
+
+    def ioeventfd(
+        self,
+        addr: int,
+        length: int,
+        fd: int,
+        *,
+        pio: bool = False,
+        datamatch: int | None = None,
+        deassign: bool = False,
+    ) -> None:
+        """Mainline KVM_IOEVENTFD; without ``datamatch`` any value matches."""
+        flags = (uapi.KVM_IOEVENTFD_FLAG_PIO if pio else 0) | (
+            uapi.KVM_IOEVENTFD_FLAG_DEASSIGN if deassign else 0
+        )
+        if datamatch is not None:
+            flags |= uapi.KVM_IOEVENTFD_FLAG_DATAMATCH
+        args = uapi.KvmIoeventfd(datamatch=datamatch or 0, addr=addr, len=length, fd=fd, flags=flags)
+        _ioctl(self.fd, uapi.KVM_IOEVENTFD, args)
+
+    def iofd(
+        self,
+        addr: int,
+        length: int,
+        fd: int,
+        pio: bool = False,
+        deassign: bool = False,
+        pad: bytes = b"",
+        extra_flags: int = 0,
+    ) -> None:
+        """KVM_IOFD: signal ``fd`` on each guest write inside [addr, addr+length).
+
+        ``pad`` and ``extra_flags`` exist so tests can send what the kernel
+        must reject (non-zero padding, unknown flag bits).
+        """
+        if len(pad) > 12:
+            raise ValueError("kvm_iofd.pad is 12 bytes")
+        flags = (
+            (uapi.KVM_IOFD_FLAG_PIO if pio else 0)
+            | (uapi.KVM_IOFD_FLAG_DEASSIGN if deassign else 0)
+            | extra_flags
+        )
+        args = uapi.KvmIofd(addr=addr, len=length, fd=fd, flags=flags)
+        ctypes.memmove(args.pad, pad, len(pad))
+        _ioctl(self.fd, uapi.KVM_IOFD, args)
+
+    # -- memory and vCPUs ------------------------------------------------------------
+    def write(self, gpa: int, data: bytes) -> None:
+        """Copy ``data`` into guest RAM."""
+        assert self.mem is not None
+        if gpa < 0 or gpa + len(data) > self.mem_size:
+            raise ValueError(f"{gpa:#x}+{len(data)} is outside guest RAM")
+        self.mem[gpa : gpa + len(data)] = data
+
+    def read(self, gpa: int, length: int) -> bytes:
+        """Copy ``length`` bytes out of guest RAM."""
+        assert self.mem is not None
+        if gpa < 0 or gpa + length > self.mem_size:
+            raise ValueError(f"{gpa:#x}+{length} is outside guest RAM")
+        return self.mem[gpa : gpa + length]
+
+    def load(self, program: Loadable | bytes, addr: int | None = None) -> int:
+        """Put a program in RAM (at its origin by default); returns the address."""
+        if isinstance(program, bytes | bytearray):
+            code, origin = bytes(program), LOAD_ADDR
+        else:
+            code, origin = program.code, program.origin
+        self.write(origin if addr is None else addr, code)
+        return origin if addr is None else addr
+
+    def create_vcpu(self, entry: int = LOAD_ADDR) -> Vcpu:
+        """A vCPU in real mode about to execute at ``entry``."""
+        vcpu = Vcpu(self, len(self.vcpus), entry)
+        self.vcpus.append(vcpu)
+        return vcpu
+
+    def close(self) -> None:
+        """Release vCPUs, the VM and its memory; safe to call twice."""
+        for vcpu in self.vcpus:
+            vcpu.close()
+        self.vcpus.clear()
+        for attr in ("fd", "kvm_fd"):
+            fd = getattr(self, attr)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, attr, -1)
+        self._mem_view = None  # drop the buffer export before unmapping
+        if self.mem is not None:
+            self.mem.close()
+            self.mem = None
+
+    def __enter__(self) -> Vm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Vcpu:
+    """A vCPU and its mmap'd ``struct kvm_run``."""
+
+    def __init__(self, vm: Vm, index: int, entry: int) -> None:
+        self.vm = vm
+        self.fd = _ioctl(vm.fd, uapi.KVM_CREATE_VCPU, index)
+        self._map_addr = 0
+        self._map_size = 0
+        self.run: uapi.KvmRun | None = None
+        try:
+            size = _ioctl(vm.kvm_fd, uapi.KVM_GET_VCPU_MMAP_SIZE)
+            # libc mmap, not mmap.mmap: a ctypes view of an mmap.mmap pins it
+            # (any stray reference, e.g. in a traceback, makes close() fail).
+            addr = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, self.fd, 0)
+            if addr in (None, _MAP_FAILED):
+                err = ctypes.get_errno()
+                raise OSError(err, f"mmap of kvm_run: {os.strerror(err)}")
+            self._map_addr, self._map_size = addr, size
+            self.run = uapi.KvmRun.from_address(addr)
+            self.reset(entry)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def run_addr(self) -> int:
+        """Address of the shared kvm_run, for native code (see payload.native)."""
+        assert self.run is not None
+        return ctypes.addressof(self.run)
+
+    # -- registers ------------------------------------------------------------------
+    def get_regs(self) -> uapi.KvmRegs:
+        regs = uapi.KvmRegs()
+        _ioctl(self.fd, uapi.KVM_GET_REGS, regs)
+        return regs
+
+    def set_regs(self, regs: uapi.KvmRegs) -> None:
+        _ioctl(self.fd, uapi.KVM_SET_REGS, regs)
+
+    def get_sregs(self) -> uapi.KvmSregs:
+        sregs = uapi.KvmSregs()
+        _ioctl(self.fd, uapi.KVM_GET_SREGS, sregs)
+        return sregs
+
+    def set_sregs(self, sregs: uapi.KvmSregs) -> None:
+        _ioctl(self.fd, uapi.KVM_SET_SREGS, sregs)
+
+    def rip(self) -> int | None:
+        """Guest RIP for error messages; None if even that fails."""
+        try:
+            return self.get_regs().rip
+        except OSError:
+            return None
+
+    def reset(self, entry: int = LOAD_ADDR) -> None:
+        """Real mode, flat segment 0 (base = selector = 0), RIP = ``entry``.
+
+        The vCPU powers on at F000:FFF0 with CS.base = 0xFFFF0000; moving
+        every segment to 0 makes guest addresses equal offsets.
+        """
+        sregs = self.get_sregs()
+        for name in ("cs", "ds", "es", "fs", "gs", "ss"):
+            seg = getattr(sregs, name)
+            seg.base = 0
+            seg.selector = 0
+        self.set_sregs(sregs)
+        self.set_regs(uapi.KvmRegs(rip=entry, rflags=0x2))  # bit 1 is reserved-set
+
+    # -- running ----------------------------------------------------------------------
+    def run_to_halt(
+        self,
+        handler: Handler | None = None,
+        timeout_s: float | None = 10.0,
+        done_port: int = DONE_PORT,
+    ) -> RunResult:
+        """KVM_RUN until HLT or an ``out`` to ``done_port``; count every exit.
+
+        Port and MMIO exits go to ``handler`` (reads get its return value,
+        zero without a handler).  Anything else is a :class:`GuestError`.
+        """
+        assert self.run is not None
+        run = self.run
+        result = RunResult()
+        start = time.monotonic()
+        deadline = None if timeout_s is None else start + timeout_s
+        with deadline_alarm(timeout_s):
+            while True:
+                try:
+                    _ioctl(self.fd, uapi.KVM_RUN)
+                except InterruptedError:
+                    result.interrupted += 1
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise GuestTimeout(self.rip(), timeout_s or 0.0) from None
+                    continue
+                result.exits += 1
+                reason = run.exit_reason
+                result.by_reason[uapi.exit_reason_name(reason)] += 1
+                if reason == uapi.KVM_EXIT_IO:
+                    io = run.io
+                    if io.direction == uapi.KVM_EXIT_IO_OUT and io.port == done_port:
+                        result.end = "done"
+                        base = io.data_offset
+                        result.done_value = int.from_bytes(
+                            ctypes.string_at(self._map_addr + base, io.size), "little"
+                        )
+                        break
+                    self._service_io(handler)
+                    result.handled += 1
+                elif reason == uapi.KVM_EXIT_MMIO:
+                    self._service_mmio(handler)
+                    result.handled += 1
+                elif reason == uapi.KVM_EXIT_HLT:
+                    result.end = "hlt"
+                    break
+                else:
+                    raise GuestError(reason, self.rip(), self.describe_exit())
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise GuestTimeout(self.rip(), timeout_s or 0.0)
+        result.seconds = time.monotonic() - start
+        return result
+
+    def _service_io(self, handler: Handler | None) -> None:
+        """Complete a KVM_EXIT_IO: data for each of ``count`` items sits at
+        ``kvm_run + data_offset``; for ``in`` KVM copies it to the guest on
+        the next KVM_RUN."""
+        assert self.run is not None
+        io = self.run.io
+        is_write = io.direction == uapi.KVM_EXIT_IO_OUT
+        for i in range(io.count):
+            off = io.data_offset + i * io.size
+            if is_write:
+                value = int.from_bytes(ctypes.string_at(self._map_addr + off, io.size), "little")
+                if handler is not None:
+                    handler(Exit("io", io.port, io.size, True, value))
+            else:
+                value = (handler(Exit("io", io.port, io.size, False)) if handler else 0) or 0
+                data = (value & ((1 << 8 * io.size) - 1)).to_bytes(io.size, "little")
+                ctypes.memmove(self._map_addr + off, data, io.size)
+
+    def _service_mmio(self, handler: Handler | None) -> None:
+        """Complete a KVM_EXIT_MMIO: write data is in ``mmio.data``; read data
+        goes back there for KVM to finish the instruction."""
+        assert self.run is not None
+        mmio = self.run.mmio
+        size = mmio.len
+        if mmio.is_write:
+            value = int.from_bytes(bytes(mmio.data)[:size], "little")
+            if handler is not None:
+                handler(Exit("mmio", mmio.phys_addr, size, True, value))
+        else:
+            value = (handler(Exit("mmio", mmio.phys_addr, size, False)) if handler else 0) or 0
+            data = (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
+            ctypes.memmove(mmio.data, data.ljust(8, b"\0"), 8)
+
+    def describe_exit(self) -> str:
+        """Extra detail for the exit reasons that carry some."""
+        assert self.run is not None
+        run = self.run
+        if run.exit_reason == uapi.KVM_EXIT_FAIL_ENTRY:
+            return f"hardware_entry_failure_reason={run.fail_entry.hardware_entry_failure_reason:#x}"
+        if run.exit_reason == uapi.KVM_EXIT_INTERNAL_ERROR:
+            data = ", ".join(f"{d:#x}" for d in run.internal.data[: min(run.internal.ndata, 16)])
+            return f"suberror={run.internal.suberror} data=[{data}]"
+        if run.exit_reason == uapi.KVM_EXIT_SHUTDOWN:
+            return "triple fault"
+        if run.exit_reason == uapi.KVM_EXIT_UNKNOWN:
+            return f"hardware_exit_reason={run.hw.hardware_exit_reason:#x}"
+        return "unexpected exit reason"
+
+    def close(self) -> None:
+        """Unmap kvm_run and close the vCPU fd; safe to call twice."""
+        self.run = None
+        if self._map_addr:
+            _libc.munmap(self._map_addr, self._map_size)
+            self._map_addr = 0
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,489 @@
+"""KVM_IOFD end to end; runs as root inside the test VM on the patched kernel.
+
+Every claim is checked with exact counts: an eventfd's counter (read
+non-blocking) says how many writes the kernel signalled, and the VMM's
+RunResult says how many times KVM_RUN returned.  Each guest program ends
+with one write to DONE_PORT, so "all N writes stayed in the kernel" is
+``exits == 1`` and "all N exited" is ``exits == N + 1``.
+
+The whole module is skipped where KVM_CHECK_EXTENSION(KVM_CAP_IOFD) is 0
+(an unpatched kernel).  Tests that need the doorbell module skip unless
+/dev/doorbell exists.  The VM is slow (nested KVM under TCG), so N is small.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from payload.doorbell import DOORBELL_RING, Doorbell
+from payload.eventfd import EventFd
+from payload.guest import programs
+from payload.guest.programs import Access, Program
+from payload.kvm import uapi
+from payload.kvm.vmm import Exit, RunResult, Vm
+from payload.native import run_native
+
+N = 20
+SIZES = (1, 2, 4)
+TIMEOUT_S = 60.0
+
+RANGE_LEN = 8
+PIO_BASE = 0x0700
+# Unbacked (inside programs' [MMIO_BASE, 0x10000) window) and NOT page aligned:
+# KVM's emulator splits an MMIO access that crosses a page boundary into one
+# access per page, so a write straddling a page-aligned range start would
+# reach the range as a separate, fully contained 1-byte write.
+MMIO_BASE = 0x9100
+BASES = {"pio": PIO_BASE, "mmio": MMIO_BASE}
+OTHER = {"pio": 0x0780, "mmio": 0xA000}  # a second, disjoint address per bus
+
+DOORBELL_PATH = "/dev/doorbell"
+
+
+def _iofd_limit() -> int | str:
+    """KVM_CAP_IOFD's value, or why the module cannot run."""
+    if not os.path.exists("/dev/kvm"):
+        return "/dev/kvm does not exist (is kvm_intel/kvm_amd loaded?)"
+    try:
+        with Vm() as vm:
+            return vm.check_extension(uapi.KVM_CAP_IOFD) or (
+                "KVM_CHECK_EXTENSION(KVM_CAP_IOFD) is 0: not the patched kernel"
+            )
+    except OSError as exc:
+        return f"cannot create a VM: {exc}"
+
+
+LIMIT = _iofd_limit()
+if isinstance(LIMIT, str):
+    pytest.skip(LIMIT, allow_module_level=True)
+
+
+# --- fixtures ----------------------------------------------------------------------
+@pytest.fixture
+def vm() -> Iterator[Vm]:
+    with Vm() as machine:
+        yield machine
+
+
+@pytest.fixture
+def efd() -> Iterator[EventFd]:
+    fd = EventFd()
+    yield fd
+    fd.close()
+
+
+@pytest.fixture
+def efd2() -> Iterator[EventFd]:
+    fd = EventFd()
+    yield fd
+    fd.close()
+
+
+@pytest.fixture
+def doorbell() -> Iterator[Doorbell]:
+    if not os.path.exists(DOORBELL_PATH):
+        pytest.skip(f"{DOORBELL_PATH} does not exist (doorbell module not loaded)")
+    bell = Doorbell.open(DOORBELL_PATH)
+    yield bell
+    bell.close()
+
+
+# --- helpers ---------------------------------------------------------------------------
+@dataclass
+class Recorder:
+    """A handler that records exits and answers reads with a marker value."""
+
+    read_value: int = 0x5A5A5A5A
+    seen: list[Exit] = field(default_factory=list)
+
+    def __call__(self, exit_: Exit) -> int:
+        self.seen.append(exit_)
+        return self.read_value
+
+
+def run(vm: Vm, program: Program, handler: Callable[[Exit], int | None] | None = None) -> RunResult:
+    vm.load(program)
+    return vm.create_vcpu().run_to_halt(handler=handler, timeout_s=TIMEOUT_S)
+
+
+def assert_stayed_in_kernel(result: RunResult) -> None:
+    """KVM_RUN returned exactly once: at the DONE_PORT write."""
+    assert (result.exits, result.end, result.handled) == (1, "done", 0), result
+
+
+def assert_all_exited(result: RunResult, n: int) -> None:
+    assert (result.exits, result.end, result.handled) == (n + 1, "done", n), result
+
+
+def write_loop(bus: str, n: int, size: int, addr: int) -> Program:
+    if bus == "pio":
+        return programs.pio_write_loop(n, size, port=addr)
+    return programs.mmio_write_loop(n, size, addr=addr)
+
+
+def read_loop(bus: str, n: int, size: int, addr: int) -> Program:
+    if bus == "pio":
+        return programs.pio_read_loop(n, size, port=addr)
+    return programs.mmio_read_loop(n, size, addr=addr)
+
+
+def mask(size: int) -> int:
+    return (1 << 8 * size) - 1
+
+
+def errno_of(call: Callable[[], object]) -> int:
+    with pytest.raises(OSError) as excinfo:
+        call()
+    return excinfo.value.errno
+
+
+BUSES = ("pio", "mmio")
+
+
+# --- the capability ----------------------------------------------------------------------
+def test_capability_reports_a_positive_limit(vm: Vm) -> None:
+    assert vm.check_extension(uapi.KVM_CAP_IOFD) == LIMIT > 0
+
+
+# --- writes and reads inside a range --------------------------------------------------------
+@pytest.mark.parametrize("bus", BUSES)
+@pytest.mark.parametrize("size", SIZES)
+def test_writes_signal_once_each_without_exiting(vm: Vm, efd: EventFd, bus: str, size: int) -> None:
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    result = run(vm, write_loop(bus, N, size, BASES[bus]))
+    assert_stayed_in_kernel(result)
+    assert efd.drain() == N
+
+
+@pytest.mark.parametrize("bus", BUSES)
+@pytest.mark.parametrize("size", SIZES)
+def test_reads_return_zero_without_exiting(vm: Vm, efd: EventFd, bus: str, size: int) -> None:
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    result = run(vm, read_loop(bus, N, size, BASES[bus]))
+    assert_stayed_in_kernel(result)
+    assert result.done_value == 0  # OR of every value read (EAX poisoned before each)
+    assert efd.drain() == 0  # reads never signal
+
+
+@pytest.mark.parametrize("bus", BUSES)
+def test_writes_anywhere_in_the_range_signal(vm: Vm, efd: EventFd, bus: str) -> None:
+    base = BASES[bus]
+    accesses = [Access(bus, base + off, 1) for off in range(RANGE_LEN)]
+    accesses += [Access(bus, base + off, 4) for off in range(RANGE_LEN - 3)]
+    vm.iofd(base, RANGE_LEN, efd.fd, pio=bus == "pio")
+    assert_stayed_in_kernel(run(vm, programs.access_sequence(accesses)))
+    assert efd.drain() == len(accesses)
+
+
+# --- range edges -------------------------------------------------------------------------------
+EDGE_CASES = [
+    # (offset from base, size, claimed by the iofd?)
+    *((0, size, True) for size in SIZES),  # first byte, every size
+    (RANGE_LEN - 1, 1, True),  # last byte
+    (RANGE_LEN - 1, 2, False),  # straddles the end
+    (RANGE_LEN - 1, 4, False),
+    (RANGE_LEN - 2, 4, False),
+    (-1, 1, False),  # one byte before
+    (-1, 2, False),  # straddles the start
+    (RANGE_LEN, 1, False),  # one byte after
+]
+
+
+@pytest.mark.parametrize("bus", BUSES)
+@pytest.mark.parametrize(
+    ("offset", "size", "claimed"),
+    EDGE_CASES,
+    ids=[f"off{o:+d}-size{s}-{'kernel' if c else 'exit'}" for o, s, c in EDGE_CASES],
+)
+def test_write_at_range_edge(vm: Vm, efd: EventFd, bus: str, offset: int, size: int, claimed: bool) -> None:
+    addr = BASES[bus] + offset
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    recorder = Recorder()
+    result = run(vm, programs.access_sequence([Access(bus, addr, size)]), recorder)
+    if claimed:
+        assert_stayed_in_kernel(result)
+        assert efd.drain() == 1
+    else:
+        assert_all_exited(result, 1)
+        assert efd.drain() == 0
+        kind = "io" if bus == "pio" else "mmio"
+        assert recorder.seen == [Exit(kind, addr, size, True, programs.PATTERN & mask(size))]
+
+
+@pytest.mark.parametrize("bus", BUSES)
+@pytest.mark.parametrize(
+    ("offset", "size", "claimed"),
+    EDGE_CASES,
+    ids=[f"off{o:+d}-size{s}-{'kernel' if c else 'exit'}" for o, s, c in EDGE_CASES],
+)
+def test_read_at_range_edge(vm: Vm, efd: EventFd, bus: str, offset: int, size: int, claimed: bool) -> None:
+    addr = BASES[bus] + offset
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    recorder = Recorder()
+    result = run(vm, programs.access_sequence([Access(bus, addr, size, write=False)]), recorder)
+    if claimed:
+        assert_stayed_in_kernel(result)
+        assert result.done_value == 0
+    else:
+        assert_all_exited(result, 1)
+        assert result.done_value == recorder.read_value & mask(size)  # userspace answered
+    assert efd.drain() == 0
+
+
+# --- deassign --------------------------------------------------------------------------------
+@pytest.mark.parametrize("bus", BUSES)
+def test_deassign_returns_writes_to_userspace(vm: Vm, efd: EventFd, bus: str) -> None:
+    pio = bus == "pio"
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio, deassign=True)
+    recorder = Recorder()
+    result = run(vm, write_loop(bus, N, 2, BASES[bus]), recorder)
+    assert_all_exited(result, N)
+    assert len(recorder.seen) == N
+    assert efd.drain() == 0
+
+
+@pytest.mark.parametrize("bus", BUSES)
+def test_reassign_after_deassign(vm: Vm, efd: EventFd, bus: str) -> None:
+    pio = bus == "pio"
+    for _ in range(3):
+        vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+        vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio, deassign=True)
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+    assert_stayed_in_kernel(run(vm, write_loop(bus, N, 1, BASES[bus])))
+    assert efd.drain() == N
+
+
+# --- error codes -----------------------------------------------------------------------------
+@pytest.mark.parametrize("bus", BUSES)
+def test_invalid_arguments_are_einval(vm: Vm, efd: EventFd, bus: str) -> None:
+    pio = bus == "pio"
+    base = BASES[bus]
+    cases: dict[str, Callable[[], None]] = {
+        "unknown flag bit 2": lambda: vm.iofd(base, 4, efd.fd, pio=pio, extra_flags=1 << 2),
+        "unknown flag bit 31": lambda: vm.iofd(base, 4, efd.fd, pio=pio, extra_flags=1 << 31),
+        "pad[0] != 0": lambda: vm.iofd(base, 4, efd.fd, pio=pio, pad=b"\x01"),
+        "pad[11] != 0": lambda: vm.iofd(base, 4, efd.fd, pio=pio, pad=bytes(11) + b"\x80"),
+        "len 0": lambda: vm.iofd(base, 0, efd.fd, pio=pio),
+        "addr + len overflows": lambda: vm.iofd((1 << 64) - 1, 2, efd.fd, pio=pio),
+    }
+    if pio:
+        cases["PIO range past 0xffff"] = lambda: vm.iofd(0xFFFF, 2, efd.fd, pio=True)
+        cases["PIO addr past 0xffff"] = lambda: vm.iofd(0x10000, 1, efd.fd, pio=True)
+    got = {name: errno_of(call) for name, call in cases.items()}
+    assert got == dict.fromkeys(cases, errno.EINVAL)
+
+
+def test_pio_range_may_end_at_the_last_port(vm: Vm, efd: EventFd) -> None:
+    vm.iofd(0xFFFF, 1, efd.fd, pio=True)
+    vm.iofd(0xFFF0, 15, efd.fd, pio=True)
+    vm.iofd(0xFFFF, 1, efd.fd, pio=True, deassign=True)
+
+
+def test_invalid_flags_are_einval_on_deassign_too(vm: Vm, efd: EventFd) -> None:
+    vm.iofd(MMIO_BASE, 4, efd.fd)
+    assert errno_of(lambda: vm.iofd(MMIO_BASE, 4, efd.fd, deassign=True, pad=b"\x01")) == (errno.EINVAL)
+    vm.iofd(MMIO_BASE, 4, efd.fd, deassign=True)  # still registered, so this succeeds
+
+
+def test_bad_fds(vm: Vm) -> None:
+    read_end, write_end = os.pipe()
+    closed = os.dup(read_end)
+    os.close(closed)
+    try:
+        assert errno_of(lambda: vm.iofd(MMIO_BASE, 4, -1)) == errno.EBADF
+        assert errno_of(lambda: vm.iofd(MMIO_BASE, 4, closed)) == errno.EBADF
+        assert errno_of(lambda: vm.iofd(MMIO_BASE, 4, read_end)) == errno.EINVAL  # not an eventfd
+        assert errno_of(lambda: vm.iofd(PIO_BASE, 4, write_end, pio=True)) == errno.EINVAL
+        assert errno_of(lambda: vm.iofd(MMIO_BASE, 4, -1, deassign=True)) == errno.EBADF
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+OVERLAPS = [
+    (0, RANGE_LEN),  # identical
+    (-4, 8),  # covers the start
+    (RANGE_LEN - 1, 4),  # covers the end
+    (2, 2),  # inside
+    (-4, RANGE_LEN + 8),  # contains
+]
+
+
+@pytest.mark.parametrize("bus", BUSES)
+@pytest.mark.parametrize(("offset", "length"), OVERLAPS)
+def test_overlapping_iofd_is_eexist(
+    vm: Vm, efd: EventFd, efd2: EventFd, bus: str, offset: int, length: int
+) -> None:
+    pio = bus == "pio"
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+    for fd in (efd.fd, efd2.fd):  # same or another eventfd: the range is taken
+        assert errno_of(lambda fd=fd: vm.iofd(BASES[bus] + offset, length, fd, pio=pio)) == (errno.EEXIST)
+
+
+@pytest.mark.parametrize("bus", BUSES)
+def test_adjacent_ranges_and_other_bus_do_not_overlap(vm: Vm, efd: EventFd, efd2: EventFd, bus: str) -> None:
+    pio = bus == "pio"
+    base = BASES[bus]
+    vm.iofd(base, RANGE_LEN, efd.fd, pio=pio)
+    vm.iofd(base + RANGE_LEN, RANGE_LEN, efd2.fd, pio=pio)  # right after
+    vm.iofd(base - RANGE_LEN, RANGE_LEN, efd2.fd, pio=pio)  # right before
+    vm.iofd(base, RANGE_LEN, efd2.fd, pio=not pio)  # same numbers, other bus
+    result = run(
+        vm,
+        programs.access_sequence([Access(bus, base + RANGE_LEN - 1, 1), Access(bus, base + RANGE_LEN, 1)]),
+    )
+    assert_stayed_in_kernel(result)
+    assert (efd.drain(), efd2.drain()) == (1, 1)  # each write went to its own range
+
+
+@pytest.mark.parametrize("bus", BUSES)
+def test_limit_is_enospc_and_per_vm(vm: Vm, efd: EventFd, bus: str) -> None:
+    assert isinstance(LIMIT, int)
+    pio = bus == "pio"
+    addrs = [i * 4 for i in range(LIMIT)] if pio else [0x100000 + i * 4 for i in range(LIMIT)]
+    for addr in addrs:
+        vm.iofd(addr, 2, efd.fd, pio=pio)
+    spare = addrs[-1] + 8
+    elsewhere = MMIO_BASE if pio else PIO_BASE  # free, valid address on the other bus
+    assert errno_of(lambda: vm.iofd(spare, 2, efd.fd, pio=pio)) == errno.ENOSPC
+    # One limit for the whole VM, both buses together.
+    assert errno_of(lambda: vm.iofd(elsewhere, 2, efd.fd, pio=not pio)) == errno.ENOSPC
+    with Vm() as other:  # the limit is per VM, not global
+        other.iofd(spare, 2, efd.fd, pio=pio)
+    for addr in addrs:
+        vm.iofd(addr, 2, efd.fd, pio=pio, deassign=True)
+    for addr in addrs:
+        vm.iofd(addr, 2, efd.fd, pio=pio)
+
+
+@pytest.mark.parametrize("bus", BUSES)
+def test_deassign_of_unassigned_is_enoent(vm: Vm, efd: EventFd, efd2: EventFd, bus: str) -> None:
+    pio = bus == "pio"
+    base = BASES[bus]
+    assert errno_of(lambda: vm.iofd(base, RANGE_LEN, efd.fd, pio=pio, deassign=True)) == (errno.ENOENT)
+    vm.iofd(base, RANGE_LEN, efd.fd, pio=pio)
+    mismatches: dict[str, Callable[[], None]] = {
+        "addr": lambda: vm.iofd(base + 1, RANGE_LEN, efd.fd, pio=pio, deassign=True),
+        "len": lambda: vm.iofd(base, RANGE_LEN - 1, efd.fd, pio=pio, deassign=True),
+        "eventfd": lambda: vm.iofd(base, RANGE_LEN, efd2.fd, pio=pio, deassign=True),
+        "bus": lambda: vm.iofd(base, RANGE_LEN, efd.fd, pio=not pio, deassign=True),
+    }
+    got = {name: errno_of(call) for name, call in mismatches.items()}
+    assert got == dict.fromkeys(mismatches, errno.ENOENT)
+    vm.iofd(base, RANGE_LEN, efd.fd, pio=pio, deassign=True)  # the real one is still there
+    assert errno_of(lambda: vm.iofd(base, RANGE_LEN, efd.fd, pio=pio, deassign=True)) == (errno.ENOENT)
+
+
+def test_deassign_matches_the_eventfd_not_the_fd_number(vm: Vm, efd: EventFd) -> None:
+    vm.iofd(MMIO_BASE, RANGE_LEN, efd.fd)
+    dup = os.dup(efd.fd)
+    try:
+        vm.iofd(MMIO_BASE, RANGE_LEN, dup, deassign=True)
+    finally:
+        os.close(dup)
+
+
+# --- coexistence with KVM_IOEVENTFD -----------------------------------------------------------
+@pytest.mark.parametrize("bus", BUSES)
+def test_iofd_and_ioeventfd_on_different_addresses(vm: Vm, efd: EventFd, efd2: EventFd, bus: str) -> None:
+    pio = bus == "pio"
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+    vm.ioeventfd(OTHER[bus], 2, efd2.fd, pio=pio)
+    accesses = [Access(bus, BASES[bus] + 1, 2), Access(bus, OTHER[bus], 2)] * N
+    assert_stayed_in_kernel(run(vm, programs.access_sequence(accesses)))
+    assert (efd.drain(), efd2.drain()) == (N, N)
+
+
+@pytest.mark.parametrize("bus", BUSES)
+@pytest.mark.parametrize("ioeventfd_len", [1, 2, 4, 0])
+def test_ioeventfd_inside_iofd_is_eexist(
+    vm: Vm, efd: EventFd, efd2: EventFd, bus: str, ioeventfd_len: int
+) -> None:
+    pio = bus == "pio"
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+    for offset in (0, RANGE_LEN - 1):
+        call = lambda offset=offset: vm.ioeventfd(  # noqa: E731
+            BASES[bus] + offset, ioeventfd_len, efd2.fd, pio=pio
+        )
+        assert errno_of(call) == errno.EEXIST
+
+
+@pytest.mark.parametrize("bus", BUSES)
+def test_iofd_over_ioeventfd_is_eexist(vm: Vm, efd: EventFd, efd2: EventFd, bus: str) -> None:
+    pio = bus == "pio"
+    vm.ioeventfd(BASES[bus] + 3, 1, efd2.fd, pio=pio)
+    assert errno_of(lambda: vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)) == errno.EEXIST
+    vm.iofd(BASES[bus] + 4, 4, efd.fd, pio=pio)  # right after it is fine
+    vm.iofd(BASES[bus] - 1, 4, efd.fd, pio=pio)  # right before it is fine
+
+
+@pytest.mark.parametrize("bus", BUSES)
+@pytest.mark.parametrize("size", SIZES)
+def test_mainline_ioeventfd_wildcard_still_exact(vm: Vm, efd: EventFd, bus: str, size: int) -> None:
+    vm.ioeventfd(BASES[bus], size, efd.fd, pio=bus == "pio")
+    assert_stayed_in_kernel(run(vm, write_loop(bus, N, size, BASES[bus])))
+    assert efd.drain() == N
+
+
+def test_mainline_ioeventfd_any_length_mmio(vm: Vm, efd: EventFd) -> None:
+    vm.ioeventfd(MMIO_BASE, 0, efd.fd)
+    assert_stayed_in_kernel(run(vm, programs.mmio_write_loop(N, 4, addr=MMIO_BASE)))
+    assert efd.drain() == N
+
+
+# --- the userspace baseline --------------------------------------------------------------------
+@pytest.mark.parametrize("bus", BUSES)
+def test_baseline_every_write_exits_once(vm: Vm, bus: str) -> None:
+    recorder = Recorder()
+    result = run(vm, write_loop(bus, N, 4, BASES[bus]), recorder)
+    assert_all_exited(result, N)
+    assert len(recorder.seen) == N
+
+
+@pytest.mark.parametrize("bus", BUSES)
+def test_baseline_handler_rings_the_doorbell(vm: Vm, doorbell: Doorbell, bus: str) -> None:
+    doorbell.reset()
+    result = run(vm, write_loop(bus, N, 4, BASES[bus]), lambda e: doorbell.ring())
+    assert_all_exited(result, N)
+    assert doorbell.count == N
+
+
+@pytest.mark.parametrize("bus", BUSES)
+def test_native_baseline_rings_the_doorbell(vm: Vm, doorbell: Doorbell, bus: str) -> None:
+    doorbell.reset()
+    vm.load(write_loop(bus, N, 4, BASES[bus]))
+    result = run_native(
+        vm.create_vcpu(),
+        ring_fd=doorbell.fileno(),
+        ring_cmd=DOORBELL_RING,
+        timeout_s=TIMEOUT_S,
+    )
+    assert (result.exits, result.rings, result.end) == (N + 1, N, "done")
+    assert doorbell.count == N
+
+
+@pytest.mark.parametrize("bus", BUSES)
+def test_iofd_feeds_the_doorbell_in_kernel(vm: Vm, efd: EventFd, doorbell: Doorbell, bus: str) -> None:
+    """The point of the series: guest writes reach the device model with no exit."""
+    doorbell.reset()
+    doorbell.attach(efd.fd)
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    vm.load(write_loop(bus, N, 4, BASES[bus]))
+    result = run_native(vm.create_vcpu(), timeout_s=TIMEOUT_S)
+    assert (result.exits, result.end) == (1, "done")
+    assert doorbell.count == N
+
+
+@pytest.mark.parametrize("bus", BUSES)
+def test_native_loop_with_iofd_exits_once(vm: Vm, efd: EventFd, bus: str) -> None:
+    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    vm.load(write_loop(bus, N, 2, BASES[bus]))
+    result = run_native(vm.create_vcpu(), timeout_s=TIMEOUT_S)
+    assert (result.exits, result.device_exits, result.end) == (1, 0, "done")
+    assert efd.drain() == N
