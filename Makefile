@@ -11,9 +11,11 @@ PY      := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 PYTEST_ARGS ?=
-# DEBUG=1: the debug kernel (Kconfig.debug.fragment), in its own cache.
-HARNESS_ARGS := $(if $(DEBUG),--debug)
-export KVM_IOFD_DEBUG := $(DEBUG)
+# FLAVOUR=debug (or DEBUG=1): the debug kernel, in its own worktree; the
+# flavours are listed in harness/flavours.py.
+FLAVOUR ?= $(if $(DEBUG),debug,default)
+HARNESS_ARGS := --flavour $(FLAVOUR)
+export KVM_IOFD_FLAVOUR := $(FLAVOUR)
 # make bench N=20000 TRIALS=7: guest writes per trial, trials per mode.
 BENCH_ARGS := $(if $(N),--iterations $(N)) $(if $(TRIALS),--trials $(TRIALS))
 
@@ -44,8 +46,8 @@ lint: venv
 gates: build
 	$(PY) -m harness gates --no-build
 
-# The gates judge the series, not a kernel flavour: the debug run skips them.
-test: build lint $(if $(DEBUG),,gates)
+# The gates judge the series, not a kernel flavour: only the default run has them.
+test: build lint $(if $(filter default,$(FLAVOUR)),gates)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Export the working branch in the kernel tree to kernel-patch/ (V=2 rerolls as v2).

@@ -1,7 +1,9 @@
-"""``python -m harness build|boot|run|smoke|bench|test``.
+"""``python -m harness COMMAND``: parsing and dispatch only.
 
-Every failure the user can act on is a :class:`HarnessError`, printed as
-one line of what is wrong and one of what to do, never only a traceback.
+Each command resolves the settings once (:mod:`harness.settings`), then
+hands over to the module that owns the job.  Every failure the user can
+act on is an :class:`~payload.errors.ActionableError`, printed as one line
+of what is wrong and one of what to do, never only a traceback.
 """
 
 import argparse
@@ -11,13 +13,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import hostdeps, kselftest, paths
+from harness import flavours, hostdeps, kselftest, paths, settings
 from harness.errors import HarnessError
-from harness.kernel import build, export, gates, series, source
-from harness.kernel.prepare import Kernel, built, flavour_of, kernel_src, prepare, prepare_flavour
+from harness.kernel import export, gates, pipeline
 from harness.progress import say
-from harness.vm import accel
-from harness.vm.boot import BootOptions, options_for, vng_command
+from harness.settings import Settings
+from harness.vm import boot, smoke
 from harness.vm.session import LOAD_KVM, Session
 from payload.bench import modes as bench_modes
 from payload.errors import ActionableError
@@ -26,153 +27,100 @@ BENCH_ITERATIONS = bench_modes.DEFAULT_ITERATIONS
 BENCH_TRIALS = bench_modes.DEFAULT_TRIALS
 
 
-def boot_options(k: Kernel) -> BootOptions:
-    paths.RESULTS.mkdir(exist_ok=True)
-    return options_for(k.flavour, accel.detect(), [paths.RESULTS])
+def _kernel(args: argparse.Namespace, cfg: Settings) -> pipeline.Kernel:
+    return pipeline.last_built(cfg) if args.no_build else pipeline.make_kernel(cfg)
 
 
-def _kernel(args: argparse.Namespace) -> Kernel:
-    return built(args.debug) if args.no_build else prepare(args.debug)
-
-
-def cmd_deps(args: argparse.Namespace) -> int:
+def cmd_deps(args: argparse.Namespace, cfg: Settings) -> int:
     hostdeps.ensure()
     return 0
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def cmd_build(args: argparse.Namespace, cfg: Settings) -> int:
     hostdeps.ensure()
-    k = prepare(args.debug)
+    k = pipeline.make_kernel(cfg)
     say(f"kernel {k.release} (series {k.series}) at {k.bzimage}")
     return 0
 
 
-def cmd_shell(args: argparse.Namespace) -> int:
-    k = _kernel(args)
-    cmd = vng_command(Path(k.tree), boot_options(k))
+def cmd_shell(args: argparse.Namespace, cfg: Settings) -> int:
+    k = _kernel(args, cfg)
+    cmd = boot.vng_command(Path(k.tree), boot.options(cfg))
     os.execvpe(cmd[0], cmd, paths.tool_env())
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, cfg: Settings) -> int:
     if not args.command:
         raise HarnessError("run needs a command", "python -m harness run -- uname -a")
-    k = _kernel(args)
-    with Session(Path(k.tree), boot_options(k)) as s:
-        r = s.run(" ".join(args.command), timeout=args.timeout)
+    k = _kernel(args, cfg)
+    with Session(Path(k.tree), boot.options(cfg)) as vm:
+        r = vm.run(" ".join(args.command), timeout=args.timeout)
     sys.stdout.write(r.stdout)
     sys.stderr.write(r.stderr)
     return r.rc
 
 
-def cmd_smoke(args: argparse.Namespace) -> int:
-    """Boot, check the kernel and KVM, load the doorbell: the foundation works."""
-    k = _kernel(args)
-    checks = [
-        ("kernel", "uname -r"),
-        ("kvm", "ls -l /dev/kvm && cat /sys/module/kvm_amd/parameters/npt "
-                "/sys/module/kvm_amd/parameters/nested 2>/dev/null || "
-                "cat /sys/module/kvm_intel/parameters/ept"),
-        ("doorbell", f"insmod {k.doorbell_ko} && ls -l /dev/doorbell && rmmod doorbell"),
-    ]
-    with Session(Path(k.tree), boot_options(k), setup=(LOAD_KVM,)) as s:
-        for name, cmd in checks:
-            r = s.run(cmd)
-            status = "ok" if r.rc == 0 else f"FAILED (exit {r.rc})"
-            say(f"smoke {name}: {status}: {(r.stdout + r.stderr).strip()}")
-            if r.rc:
-                return 1
-    return 0
+def cmd_smoke(args: argparse.Namespace, cfg: Settings) -> int:
+    return smoke.run(_kernel(args, cfg), boot.options(cfg))
 
 
-def cmd_gates(args: argparse.Namespace) -> int:
-    """checkpatch --strict on the series and the doorbell module, and the sparse gate."""
+def cmd_gates(args: argparse.Namespace, cfg: Settings) -> int:
     if not args.no_build:
-        prepare(args.debug)
-    cache = paths.cache_root()
-    tree = source.tree(cache, kernel_src(), "default")
-    problems = gates.run(cache, tree, list(series.load(paths.KERNEL_PATCH_DIR).patches),
-                         sorted(paths.DOORBELL_SRC.glob("*.[ch]")), cache / "logs" / tree.name,
-                         kernel_src())
-    if problems:
-        raise HarnessError("quality gates failed:\n  " + "\n  ".join(problems),
-                           "fix the findings above")
-    say("quality gates: all clean")
+        pipeline.make_kernel(cfg)
+    gates.check(cfg)
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def cmd_bench(args: argparse.Namespace, cfg: Settings) -> int:
     """The 2009 results table, measured: see :mod:`harness.bench`."""
     if args.hosts:
         from harness.remote import commands
 
-        return commands.bench(args.hosts, args.ssh_config, args.iterations, args.trials,
+        return commands.bench(cfg, args.hosts, args.ssh_config, args.iterations, args.trials,
                               args.strict, args.results)
     from harness.bench import host  # matplotlib loads only for this command
 
-    k = _kernel(args)
-    return host.run(k, boot_options(k), args.iterations, args.trials, strict=args.strict)
+    k = _kernel(args, cfg)
+    return host.run(k, boot.options(cfg), args.iterations, args.trials, strict=args.strict)
 
 
-def cmd_patches(args: argparse.Namespace) -> int:
-    """Export the working branch to kernel-patch/, checked and with its recipients."""
-    cache = paths.cache_root()
-    tree = source.tree(cache, kernel_src(), "default")
-    made = export.export(tree, paths.KERNEL_PATCH_DIR, version=args.version)
-    touched = export.touched_files(made)
-    dirs = sorted({str(Path(f).parent) + "/" for f in touched if f.endswith(".c")
-                   and not f.startswith("tools/")})
-    log = cache / "logs" / tree.name / "w1.log"
-    build.make(tree.path, ["arch/x86/kvm/"] if any(d.startswith("virt/kvm") for d in dirs)
-               else dirs, log, "W=1 build of the touched directories", extra=["W=1"])
-    new = export.warnings_in(log, touched)
-    if new:
-        raise HarnessError(f"W=1 warnings in files the series touches: {new[0]}",
-                           f"{len(new)} in all; full log: {log}")
-    say(f"W=1: no warnings in the {len(touched)} touched files")
+def cmd_patches(args: argparse.Namespace, cfg: Settings) -> int:
+    export.export_series(cfg, args.version)
     return 0
 
 
-def cmd_kselftests(args: argparse.Namespace) -> int:
+def cmd_kselftests(args: argparse.Namespace, cfg: Settings) -> int:
     """Run the upstream KVM selftests; with --baseline, on the base, recording the result."""
-    flavour = "base" if args.baseline else flavour_of(args.debug)
-    k = built(flavour=flavour) if args.no_build else prepare_flavour(flavour)
-    opts = boot_options(k)
-    slowdown = kselftest.SLOWDOWN.get(k.flavour, 1)
+    if args.baseline:
+        cfg = cfg.with_flavour("base")
+    k = _kernel(args, cfg)
+    opts = boot.options(cfg)
+    slowdown = cfg.flavour.limit_multiplier
     budget = int(args.timeout) * slowdown
     base = {} if args.baseline else kselftest.load()
     with Session(Path(k.tree), opts, setup=(LOAD_KVM,)) as s:
         # The baseline decides what the planned runs go easy on: it runs all
         # tests with the runner's own limits.
-        run = (kselftest.run(s, k.kselftests, budget=budget) if args.baseline else
-               kselftest.run_planned(s, k.kselftests, base, budget, slowdown))
-        broken = kselftest.confirm(s, k.kselftests, kselftest.regressions(base, run.results),
-                                   slowdown)
-    c = kselftest.counts(run.results)
-    say(f"KVM selftests on {k.release}: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip "
-        f"in {sum(run.took.values())} s; slowest: {kselftest.slowest(run.took)}")
-    if run.overran:
-        raise HarnessError(run.overran, "raise --timeout, or run on a quieter host")
+        verdict = kselftest.verdict(s, k.kselftests, base, budget, slowdown)
+    say(verdict.summary(k.release))
+    error = verdict.error()
+    if error is not None:
+        raise error
     if args.baseline:
         header = (f"# KVM selftests on the unpatched base {k.release}, one vCPU, "
                   f"{opts.accel.accel}; written by 'python -m harness kselftests "
                   "--baseline'\n")
-        kselftest.BASELINE.write_text(header + kselftest.dump(run.results))
+        kselftest.BASELINE.write_text(header + kselftest.dump(verdict.run.results))
         say(f"baseline written to {kselftest.BASELINE}")
-        return 0
-    if broken:
-        raise HarnessError(f"passed on the base, not with the series (also alone, with twice "
-                           f"the time): {' '.join(broken)}",
-                           f"rerun one with 'python -m harness run -- {k.kselftests}/"
-                           "run_kselftest.sh -t kvm:NAME'")
     return 0
 
 
-def cmd_test(args: argparse.Namespace) -> int:
+def cmd_test(args: argparse.Namespace, cfg: Settings) -> int:
     """The suite here; with --host, the payload tests on remote hosts."""
     if args.hosts:
         from harness.remote import commands
 
-        return commands.test(args.hosts, args.ssh_config, args.pytest_args, args.results)
+        return commands.test(cfg, args.hosts, args.ssh_config, args.pytest_args, args.results)
     return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], cwd=paths.REPO)
 
 
@@ -180,13 +128,15 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str,
+    def add(name: str, fn: Callable[[argparse.Namespace, Settings], int], help: str,
             kernel: bool = True) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
         sp.set_defaults(fn=fn)
         if kernel:
-            sp.add_argument("--debug", action="store_true",
-                            help="the debug kernel (KASAN, lockdep, kmemleak)")
+            sp.add_argument("--flavour", choices=sorted(flavours.FLAVOURS),
+                            help="the kernel flavour (default: $KVM_IOFD_FLAVOUR, or default)")
+            sp.add_argument("--debug", action="store_const", dest="flavour", const="debug",
+                            help="short for --flavour debug (KASAN, lockdep, kmemleak)")
             sp.add_argument("--no-build", action="store_true",
                             help="use the last built kernel without running make")
         return sp
@@ -235,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "command", None) and args.command[0] == "--":
         args.command = args.command[1:]
     try:
-        return args.fn(args)
+        cfg = settings.from_env()
+        if getattr(args, "flavour", None):
+            cfg = cfg.with_flavour(args.flavour)
+        return args.fn(args, cfg)
     except ActionableError as e:
         print(f"error: {e.what}", file=sys.stderr)
         if e.hint:

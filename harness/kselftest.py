@@ -5,9 +5,9 @@ the result is compared with a baseline recorded on the unpatched base in
 the same nested environment, so the patch is only blamed for tests that
 passed there and no longer do.
 
-Under TCG a run took 12 min on this project's 2-core host, and once ran
-past an hour, so a run is planned and bounded rather than left to the
-runner's per-test limit alone:
+Under TCG a run takes many minutes (the README has the measured times) and
+has run past an hour on a loaded host, so a run is planned and bounded
+rather than left to the runner's per-test limit alone:
 
 - tests that failed on the base are run with a short per-test limit
   (``-o``): whatever they do, they cannot regress, and most of them fail
@@ -18,6 +18,12 @@ runner's per-test limit alone:
   report names the test that was running and the slowest ones;
 - every TAP line is stamped with the guest's clock, which gives each
   test's duration.
+
+A kernel that runs slower than the one the runner's limits were set for
+(the debug kernel: its flavour's ``limit_multiplier``) gets each limit
+multiplied by its *slowdown*.  The tests run on a :class:`Machine`, but
+their install list and settings are read here: the test VM sees the
+host's filesystem at the same paths.
 """
 
 import re
@@ -25,7 +31,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.vm.session import Session
+from harness.errors import HarnessError
+from harness.machine import Machine
 
 BASELINE = Path(__file__).resolve().parent.parent / "tests" / "vm" / "kvm-selftests-baseline.txt"
 _STAMP = r"(?:(?P<t>\d+) )?"
@@ -44,9 +51,6 @@ BUDGET_RCS = (124, 137)
 KNOWN_FAILING_TIMEOUT = 30
 # kselftest/runner.sh's limit for a directory without a settings file.
 RUNNER_DEFAULT_TIMEOUT = 45
-# KASAN, lockdep and kmemleak make the debug kernel about this many times
-# slower: each test's limit and the whole budget grow with it.
-SLOWDOWN = {"debug": 3}
 
 
 def command(installed: str, tests: list[str] | None = None, timeout: int | None = None,
@@ -96,21 +100,21 @@ class Run:
     tap: str
 
 
-def run(guest: Session, installed: str, tests: list[str] | None = None,
+def run(machine: Machine, installed: str, tests: list[str] | None = None,
         timeout: int | None = None, budget: int = 3600) -> Run:
-    """Run the selftests (all, or those named) in *guest* within *budget*
-    seconds; the VM stays up."""
+    """Run the selftests (all, or those named) on *machine* within *budget*
+    seconds; the machine stays up."""
     if tests is not None:
         known = set(available(installed))
         tests = [t for t in tests if t in known]
         if not tests:  # nothing to run: not the whole collection
             return Run({}, {}, None, "")
     # The host's limit only catches a guest that stopped answering.
-    r = guest.run(command(installed, tests, timeout, budget), timeout=budget + 120)
+    r = machine.run(command(installed, tests, timeout, budget), timeout=budget + 120)
     tap = r.stdout
     overran = None
     if r.rc in BUDGET_RCS:
-        left = guest.run(LEFT_OVER).stdout.strip()
+        left = machine.run(LEFT_OVER).stdout.strip()
         overran = (f"the run did not finish within its {budget} s budget, in "
                    f"{unfinished(tap) or 'no test'}; processes left in the guest:\n{left}")
     return Run(parse(tap), durations(tap), overran, tap)
@@ -133,24 +137,23 @@ def limit(installed: str, slowdown: int) -> int | None:
     return per_test_limit(installed) * slowdown if slowdown > 1 else None
 
 
-def run_planned(guest: Session, installed: str, baseline: dict[str, str], budget: int,
-                slowdown: int = 1) -> Run:
+def run_planned(machine: Machine, installed: str, baseline: dict[str, str], budget: int,
+                slowdown: int) -> Run:
     """Every installed test, the ones that failed on the base with the short
-    limit (see :func:`plan`), within *budget* seconds in all.  A kernel
-    *slowdown* times slower than the one the limits were set for (the
-    debug kernel) gets each test's limit multiplied by it."""
+    limit (see :func:`plan`), the others with the runner's limit times
+    *slowdown*, within *budget* seconds in all."""
     p = plan(available(installed), baseline)
     short_budget = len(p.known_failing) * (KNOWN_FAILING_TIMEOUT + 15) + 60
-    runs = [run(guest, installed, p.full, limit(installed, slowdown), budget - short_budget)]
+    runs = [run(machine, installed, p.full, limit(installed, slowdown), budget - short_budget)]
     if p.known_failing:
-        runs.append(run(guest, installed, p.known_failing, KNOWN_FAILING_TIMEOUT, short_budget))
+        runs.append(run(machine, installed, p.known_failing, KNOWN_FAILING_TIMEOUT, short_budget))
     return Run({k: v for r in runs for k, v in r.results.items()},
                {k: v for r in runs for k, v in r.took.items()},
                "; ".join(r.overran for r in runs if r.overran) or None,
                "".join(r.tap for r in runs))
 
 
-def confirm(guest: Session, installed: str, broken: list[str], slowdown: int = 1) -> list[str]:
+def confirm(machine: Machine, installed: str, broken: list[str], slowdown: int) -> list[str]:
     """Of the *broken* tests, those that fail again when rerun alone with
     twice their limit.  Timing tests flake under TCG on a shared host, and
     on a loaded one a test that needs 100 s on a quiet host runs past the
@@ -158,7 +161,62 @@ def confirm(guest: Session, installed: str, broken: list[str], slowdown: int = 1
     still fails."""
     twice = per_test_limit(installed) * slowdown * 2
     return [name for name in broken
-            if run(guest, installed, [name], twice, twice + 120).results.get(name) != "pass"]
+            if run(machine, installed, [name], twice, twice + 120).results.get(name) != "pass"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A run judged against the base, for the CLI and the VM suite to report."""
+
+    run: Run
+    base: dict[str, str]
+    installed: str
+    regressions: list[str]
+    """Passed on the base, failed in the run, and failed again alone."""
+    flaky: list[str]
+    """Passed on the base, failed in the run, passed alone: not counted."""
+
+    def summary(self, release: str, n_slowest: int = 8) -> str:
+        """One line: counts (and the base's), time, slowest tests, flaky ones."""
+        c = counts(self.run.results)
+        base = f"; base: {counts(self.base)}" if self.base else ""
+        line = (f"KVM selftests on {release}: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip "
+                f"({len(self.run.results)} run{base}) in {sum(self.run.took.values())} s; "
+                f"slowest: {slowest(self.run.took, n_slowest)}")
+        if self.flaky:
+            line += ("; failed once, passed alone with twice the limit (flaky here, not "
+                     f"counted): {' '.join(self.flaky)}")
+        return line
+
+    def error(self) -> HarnessError | None:
+        """What fails the run, the most basic first; None when nothing does."""
+        if not self.run.results:
+            return HarnessError("the kselftest runner reported nothing",
+                                self.run.tap[-3000:] or "it printed nothing")
+        if self.run.overran:
+            return HarnessError(self.run.overran, "give the run a larger budget "
+                                "(kselftests --timeout), or run on a quieter host")
+        if self.regressions:
+            return HarnessError(f"passed on the base, not with the series (also alone, with twice "
+                                f"the time): {' '.join(self.regressions)}",
+                                f"rerun one with 'python -m harness run -- {self.installed}/"
+                                "run_kselftest.sh -t kvm:NAME'")
+        return None
+
+
+def verdict(machine: Machine, installed: str, base: dict[str, str], budget: int,
+            slowdown: int) -> Verdict:
+    """Run the selftests on *machine* within *budget* seconds and judge them
+    against *base*.  With a base, the run is planned (:func:`run_planned`);
+    without one (recording it), every test runs with the runner's limits
+    (times *slowdown*).
+    The base's passes that fail are rerun alone (:func:`confirm`), unless
+    the run reported nothing or overran, which fails it anyway."""
+    done = (run_planned(machine, installed, base, budget, slowdown) if base
+            else run(machine, installed, None, limit(installed, slowdown), budget))
+    broken = regressions(base, done.results) if done.results and not done.overran else []
+    confirmed = confirm(machine, installed, broken, slowdown)
+    return Verdict(done, base, installed, confirmed, [t for t in broken if t not in confirmed])
 
 
 def parse(tap: str) -> dict[str, str]:

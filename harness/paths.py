@@ -1,4 +1,4 @@
-"""Where things live: the repo's inputs and the build cache outside it."""
+"""Where the checkout's inputs and outputs live (the cache: :mod:`harness.settings`)."""
 
 import os
 import sys
@@ -6,23 +6,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL_PATCH_DIR = REPO / "kernel-patch"
-FRAGMENT = REPO / "Kconfig.fragment"
-DEBUG_FRAGMENT = REPO / "Kconfig.debug.fragment"
 DOORBELL_SRC = REPO / "doorbell-module"
 RESULTS = REPO / "results"
-
-
-def cache_root() -> Path:
-    """The cache for kernel trees and builds, outside the repo.
-
-    ``KVM_IOFD_CACHE`` overrides it; otherwise ``$XDG_CACHE_HOME/kvm-iofd``
-    or ``~/.cache/kvm-iofd``.
-    """
-    if env := os.environ.get("KVM_IOFD_CACHE"):
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "kvm-iofd"
 
 
 def tool_env() -> dict[str, str]:

@@ -10,27 +10,23 @@ fails leaves no stale table that looks current.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from harness import paths
 from harness.bench import report, targets
+from harness.bench.measure import RAW, measure
 from harness.errors import HarnessError
-from harness.kernel.prepare import Kernel
+from harness.kernel.pipeline import Kernel
 from harness.progress import phase, say
 from harness.vm.boot import BootOptions
 from harness.vm.session import LOAD_KVM, Session
 from payload.bench import modes
-from payload.bench.checks import CountMismatch
 from payload.bench.modes import runner_timeout
 from payload.cpu import cpu_model
 from payload.native import build as native_build
-
-RAW = "raw.json"
 
 
 def qemu_version() -> str:
@@ -48,30 +44,21 @@ def _clear(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def measure_in_guest(kernel: Kernel, opts: BootOptions, n: int, trials: int, raw_path: Path) -> None:
-    """Boot, load KVM and the doorbell, run the runner; raw JSON lands in ``raw_path``.
+def measure_in_guest(kernel: Kernel, opts: BootOptions, n: int, trials: int,
+                     raw_path: Path) -> dict[str, Any]:
+    """Boot, load KVM and the doorbell, run the runner; the raw data, also in ``raw_path``.
 
     The native KVM_RUN loop is compiled here first and its cache directory
     shared writable with the guest, where the same root filesystem makes
     the host's build valid: compiling it under TCG would cost seconds.
     """
-    native_build.build()
-    opts = dataclasses.replace(opts, rwdirs=[*opts.rwdirs, native_build.cache_dir()])
+    native = opts.cache / "native"  # where the guest's payload looks (Session.python)
+    native_build.build(out_dir=native)
+    opts = dataclasses.replace(opts, rwdirs=[*opts.rwdirs, native])
     load = (LOAD_KVM, f"grep -q '^doorbell ' /proc/modules || insmod {kernel.doorbell_ko}")
     with (Session(Path(kernel.tree), opts, setup=load) as s,
           phase(f"measuring {len(modes.MODES)} modes x {trials} trials x {n} writes")):
-        r = s.run(f"{sys.executable} -m payload.bench.runner --iterations {n} "
-                  f"--trials {trials} --out {raw_path}",
-                  timeout=runner_timeout(n, trials), env={"PYTHONDONTWRITEBYTECODE": "1"})
-    for line in r.stderr.splitlines():
-        say(f"  {line}")
-    if r.rc == 1:
-        problems = (json.loads(raw_path.read_text()).get("problems", [])
-                    if raw_path.exists() else [r.stderr.strip()])
-        raise CountMismatch(problems or ["the runner reported a count failure"])
-    if r.rc != 0 or not raw_path.exists():
-        raise HarnessError(f"the benchmark runner failed in the guest (exit {r.rc})",
-                           (r.stderr.strip() or r.stdout.strip())[-2000:] or "see the console log")
+        return measure(s, n, trials, raw_path, runner_timeout(n, trials))
 
 
 def run(kernel: Kernel, opts: BootOptions, n: int, trials: int, strict: bool = False,
@@ -83,7 +70,7 @@ def run(kernel: Kernel, opts: BootOptions, n: int, trials: int, strict: bool = F
     _clear(out_dir)
     raw_path = out_dir / RAW
     load_before = os.getloadavg()[0]
-    measure_in_guest(kernel, opts, n, trials, raw_path)
+    raw = measure_in_guest(kernel, opts, n, trials, raw_path)
     env: dict[str, Any] = {
         # The build machine is shared: a loaded host inflates and scatters
         # every row, so the record says how loaded it was.
@@ -96,7 +83,7 @@ def run(kernel: Kernel, opts: BootOptions, n: int, trials: int, strict: bool = F
         "qemu": qemu_version(),
     }
     with phase("rendering bench.json, bench.md and bench.png"):
-        bench = report.render(json.loads(raw_path.read_text()), env, out_dir)
+        bench = report.render(raw, env, out_dir)
     print(report.terminal(bench))
     print(f"\nwritten: {', '.join(str(out_dir / f) for f in report.OUTPUTS)} (raw: {raw_path})")
     missed = targets.misses(bench["targets"])

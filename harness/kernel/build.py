@@ -6,7 +6,6 @@ output goes to a log file; on failure the first compiler error is shown
 with the log's path.
 """
 
-import os
 import re
 import shutil
 import subprocess
@@ -24,10 +23,6 @@ _ERROR = re.compile(r"(error:|Error \d+|\*\*\* |undefined reference|No rule to m
 # A full build of this config takes ~3 GiB; an incremental one far less.
 FULL_BUILD_BYTES = 6 << 30
 INCREMENTAL_BYTES = 1 << 30
-
-
-def jobs() -> int:
-    return int(os.environ.get("JOBS") or os.cpu_count() or 2)
 
 
 def check_disk(where: Path, first_build: bool) -> None:
@@ -48,11 +43,11 @@ def first_error(log: Path) -> str:
     return "(no compiler error found; see the log)"
 
 
-def make(tree: Path, targets: list[str], log: Path, label: str,
+def make(tree: Path, targets: list[str], log: Path, label: str, jobs: int,
          extra: list[str] | None = None, expected_steps: int | None = None,
          warnings_are_errors: bool = False) -> int:
-    """Run make in *tree*, logging to *log*; return the number of build steps."""
-    cmd = ["make", "-C", str(tree), f"-j{jobs()}", *(extra or []), *targets]
+    """Run make -j*jobs* in *tree*, logging to *log*; return the number of build steps."""
+    cmd = ["make", "-C", str(tree), f"-j{jobs}", *(extra or []), *targets]
     meter = Meter(label, expected_steps)
     steps = 0
     with phase(label), log.open("w") as fh:

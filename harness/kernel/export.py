@@ -13,10 +13,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from harness import paths
 from harness.errors import HarnessError
-from harness.kernel import gates, git
+from harness.kernel import build, gates, git, source
 from harness.kernel.source import KernelTree
 from harness.progress import say
+from harness.settings import Settings
 
 COVER_GLOB = "v*-0000-cover-letter.patch"
 SEND_TO = "send-to.txt"
@@ -121,3 +123,23 @@ def warnings_in(log: Path, files: list[str]) -> list[str]:
     """Compiler warnings in *log* that point into *files*."""
     return [line.strip() for line in log.read_text(errors="replace").splitlines()
             if "warning:" in line and any(line.lstrip().startswith(f + ":") for f in files)]
+
+
+def export_series(settings: Settings, version: int | None) -> None:
+    """``make patches``: export the working branch of the default flavour's
+    tree to kernel-patch/, then build what it touches with W=1 and fail on
+    any warning in those files."""
+    tree = source.tree(settings.cache, settings.kernel_src)
+    made = export(tree, paths.KERNEL_PATCH_DIR, version=version)
+    touched = touched_files(made)
+    dirs = sorted({str(Path(f).parent) + "/" for f in touched if f.endswith(".c")
+                   and not f.startswith("tools/")})
+    log = settings.cache / "logs" / tree.name / "w1.log"
+    build.make(tree.path, ["arch/x86/kvm/"] if any(d.startswith("virt/kvm") for d in dirs)
+               else dirs, log, "W=1 build of the touched directories", settings.jobs,
+               extra=["W=1"])
+    new = warnings_in(log, touched)
+    if new:
+        raise HarnessError(f"W=1 warnings in files the series touches: {new[0]}",
+                           f"{len(new)} in all; full log: {log}")
+    say(f"W=1: no warnings in the {len(touched)} touched files")

@@ -13,11 +13,12 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from harness import paths
+from harness import flavours, paths
 from harness.errors import HarnessError
-from harness.kernel import build, git, source
+from harness.kernel import build, git, series, source
 from harness.kernel.source import KernelTree
 from harness.progress import phase, say
+from harness.settings import Settings
 
 SPARSE_DIRS = ["arch/x86/kvm/"]
 _WARNING = re.compile(r"^(?P<file>[^:\s]+):\d+:\d+: (?P<kind>warning|error): (?P<msg>.*)$")
@@ -93,45 +94,58 @@ def new_warnings(base: Counter[tuple[str, str]], patched: Counter[tuple[str, str
     return [f"{f}: {msg}" for (f, msg), n in (patched - base).items() for _ in range(n)]
 
 
-def _sparse(tree: Path, log: Path, label: str) -> Counter[tuple[str, str]]:
+def _sparse(tree: Path, log: Path, label: str, jobs: int) -> Counter[tuple[str, str]]:
     if not shutil.which("sparse"):
         raise HarnessError("sparse is not installed", "run 'make deps' (apt-get install sparse)")
-    build.make(tree, SPARSE_DIRS, log, label, extra=["C=2"])
+    build.make(tree, SPARSE_DIRS, log, label, jobs, extra=["C=2"])
     return sparse_warnings(log.read_text(errors="replace"))
 
 
-def _base_sparse(cache: Path, tree: KernelTree, base_src: Path | None) -> Counter[tuple[str, str]]:
+def _base_sparse(settings: Settings, tree: KernelTree) -> Counter[tuple[str, str]]:
+    cache = settings.cache
     config = (tree.path / ".config").read_bytes()
     key = hashlib.sha256(tree.base.encode() + config).hexdigest()[:16]
     saved = cache / "state" / f"sparse-base-{key}.log"
     if not saved.exists():
-        work = source.tree(cache, base_src, "base").path
+        work = source.tree(cache, settings.kernel_src, flavours.get("base").tree_suffix).path
         git.git(work, "checkout", "-q", "--detach", tree.base)
         (work / ".config").write_bytes(config)
         build.make(work, ["olddefconfig", "modules_prepare"], saved.with_suffix(".prep"),
-                   "preparing the base tree for sparse")
-        _sparse(work, saved.with_suffix(".tmp"), "sparse on the base (once)")
+                   "preparing the base tree for sparse", settings.jobs)
+        _sparse(work, saved.with_suffix(".tmp"), "sparse on the base (once)", settings.jobs)
         saved.with_suffix(".tmp").rename(saved)
     return sparse_warnings(saved.read_text(errors="replace"))
 
 
-def sparse_gate(cache: Path, tree: KernelTree, logs: Path, base_src: Path | None) -> list[str]:
+def sparse_gate(settings: Settings, tree: KernelTree, logs: Path) -> list[str]:
     """Sparse warnings the series adds over its base (empty when none)."""
     with phase("sparse gate (make C=2 " + " ".join(SPARSE_DIRS) + ")"):
-        base = _base_sparse(cache, tree, base_src)
-        patched = _sparse(tree.path, logs / "sparse.log", "sparse on the patched tree")
+        base = _base_sparse(settings, tree)
+        patched = _sparse(tree.path, logs / "sparse.log", "sparse on the patched tree", settings.jobs)
         added = new_warnings(base, patched)
     say(f"sparse: {sum(base.values())} warnings on the base, {sum(patched.values())} patched, "
         f"{len(added)} new")
     return added
 
 
-def run(cache: Path, tree: KernelTree, patches: list[Path], files: list[Path],
-        logs: Path, base_src: Path | None) -> list[str]:
+def run(settings: Settings, tree: KernelTree, patches: list[Path], files: list[Path],
+        logs: Path) -> list[str]:
     """Every gate; returns the problems found (empty when all pass)."""
     problems = []
     for name, found in checkpatch(tree.path, patches, files).items():
         say(f"checkpatch --strict {name}: {'clean' if not found else f'{len(found)} findings'}")
         problems += [f"{name}: {x}" for x in found]
-    problems += [f"sparse: {w}" for w in sparse_gate(cache, tree, logs, base_src)]
+    problems += [f"sparse: {w}" for w in sparse_gate(settings, tree, logs)]
     return problems
+
+
+def check(settings: Settings) -> None:
+    """``make gates``: every gate on kernel-patch/ and the doorbell module, on
+    the default flavour's tree; raise listing the findings."""
+    tree = source.tree(settings.cache, settings.kernel_src)
+    problems = run(settings, tree, list(series.load(paths.KERNEL_PATCH_DIR).patches),
+                   sorted(paths.DOORBELL_SRC.glob("*.[ch]")), settings.cache / "logs" / tree.name)
+    if problems:
+        raise HarnessError("quality gates failed:\n  " + "\n  ".join(problems),
+                           "fix the findings above")
+    say("quality gates: all clean")

@@ -119,13 +119,13 @@ def check_debian_base(repo: Path, base_file: Path) -> None:
         )
 
 
-def tree(cache: Path, kernel_src: Path | None, flavour: str) -> KernelTree:
-    """The worktree for *flavour* ("default" or "debug"), created if needed."""
-    suffix = "" if flavour == "default" else f"-{flavour}"
+def tree(cache: Path, kernel_src: Path | None, suffix: str = "") -> KernelTree:
+    """The worktree whose name ends in *suffix* (a flavour's
+    :attr:`~harness.flavours.Flavour.tree_suffix`), created if needed."""
     if kernel_src is None:
         repo = _debian_repo(cache)
         base = git.out(repo, "rev-parse", BASE_BRANCH)
-        path = repo if flavour == "default" else cache / f"linux{suffix}"
+        path = repo if not suffix else cache / f"linux{suffix}"
         name = f"debian{suffix}"
     else:
         repo = kernel_src.resolve()

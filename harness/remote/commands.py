@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import junit, paths
+from harness import flavours, junit, paths
 from harness.errors import HarnessError
-from harness.kernel.prepare import built
+from harness.kernel.pipeline import last_built
 from harness.progress import say
 from harness.remote import jobs, table
 from harness.remote.address import Address, load_config, resolve
+from harness.settings import Settings
 
 OUT = paths.RESULTS / "remote"
 
@@ -31,13 +32,13 @@ def addresses(urls: Sequence[str], ssh_config: Path | None) -> list[Address]:
     return resolved
 
 
-def local_doorbells() -> dict[str, Path]:
+def local_doorbells(settings: Settings) -> dict[str, Path]:
     """kernel release -> doorbell.ko, for each kernel built here: a remote
     host running one of those releases can load it as is."""
     kos: dict[str, Path] = {}
-    for flavour in ("default", "debug"):
+    for name in flavours.FLAVOURS:
         try:
-            k = built(flavour=flavour)
+            k = last_built(settings.with_flavour(name))
         except HarnessError:
             continue
         if Path(k.doorbell_ko).exists():
@@ -57,19 +58,19 @@ def _finish(outcomes: list[jobs.Outcome], out: Path) -> int:
     return 0
 
 
-def bench(urls: Sequence[str], ssh_config: Path | None, n: int, trials: int,
+def bench(settings: Settings, urls: Sequence[str], ssh_config: Path | None, n: int, trials: int,
           strict: bool, out: Path = OUT) -> int:
     if n < 1 or trials < 1:
         raise HarnessError("--iterations and --trials must be at least 1")
-    outcomes = jobs.bench(addresses(urls, ssh_config), out, local_doorbells(), n, trials)
+    outcomes = jobs.bench(addresses(urls, ssh_config), out, local_doorbells(settings), n, trials)
     rc = _finish(outcomes, out)
     missed = any(o.bench and any(not r["ok"] for r in o.bench["targets"]) for o in outcomes)
     return rc or (1 if strict and missed else 0)
 
 
-def test(urls: Sequence[str], ssh_config: Path | None, pytest_args: Sequence[str],
+def test(settings: Settings, urls: Sequence[str], ssh_config: Path | None, pytest_args: Sequence[str],
          out: Path = OUT) -> int:
-    outcomes = jobs.test(addresses(urls, ssh_config), out, local_doorbells(), pytest_args)
+    outcomes = jobs.test(addresses(urls, ssh_config), out, local_doorbells(settings), pytest_args)
     for o in outcomes:
         if o.ok and o.counts is not None and not junit.clean(o.counts):
             o.error = (f"{o.address.label}: guest tests not clean: {o.counts} "

@@ -13,12 +13,12 @@ import base64
 import hashlib
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
 from harness.errors import HarnessError
+from harness.machine import Result
 from harness.remote.address import Address
 
 CONNECT_TIMEOUT = 20.0
@@ -31,13 +31,6 @@ class RemoteError(HarnessError):
 
 class ConnectionLost(RemoteError):
     """The connection dropped while a step was running."""
-
-
-@dataclass(frozen=True)
-class Result:
-    stdout: str
-    stderr: str
-    rc: int
 
 
 def fingerprint(key: paramiko.PKey) -> str:

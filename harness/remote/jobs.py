@@ -7,8 +7,6 @@ Each host gets its own thread, connection and output directory
 
 from __future__ import annotations
 
-import json
-import shlex
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,18 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import junit
+from harness import machine
 from harness.bench import report
+from harness.bench.measure import RAW, measure
 from harness.errors import HarnessError
 from harness.progress import say
 from harness.remote import setup
 from harness.remote.address import Address
 from harness.remote.connection import Remote, RemoteError
-from payload.bench.checks import CountMismatch
 from payload.bench.modes import runner_timeout
 
-RAW = "raw.json"
-JUNIT = "junit-guest.xml"
+JUNIT = "junit-payload.xml"
 PYTEST_LOG = "pytest.log"
 TEST_TIMEOUT = 3600.0
 
@@ -61,19 +58,10 @@ def host_env(address: Address, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bench(host: setup.Host, out: Path, n: int, trials: int) -> dict[str, Any]:
-    raw_remote = f"{host.workdir}/{RAW}"
     say(f"{host.label}: measuring on {host.info['hostname']} ({host.info['cpu']}, "
         f"kernel {host.info['kernel']})")
-    r = host.remote.run(host.python(f"payload.bench.runner --iterations {n} --trials {trials} "
-                                    f"--out {shlex.quote(raw_remote)}"),
-                        max(runner_timeout(n, trials), setup.STEP_TIMEOUT), "the benchmark")
-    if r.rc not in (0, 1):
-        raise RemoteError(f"{host.label}: the benchmark runner failed (exit {r.rc})",
-                          (r.stderr.strip() or r.stdout.strip())[-1500:] or None)
-    host.remote.get(raw_remote, out / RAW)
-    raw = json.loads((out / RAW).read_text())
-    if r.rc == 1:
-        raise CountMismatch(raw.get("problems") or ["the runner reported a count failure"])
+    # Starting python alone can take a minute on a debug kernel under TCG.
+    raw = measure(host, n, trials, out / RAW, max(runner_timeout(n, trials), setup.STEP_TIMEOUT))
     return report.render(raw, host_env(host.remote.address, host.info), out)
 
 
@@ -81,19 +69,9 @@ def _test(host: setup.Host, out: Path, pytest_args: Sequence[str]) -> dict[str, 
     if not host.doorbell_ko:
         raise RemoteError(f"{host.label}: no doorbell.ko path on the host for the tests to "
                           "reload", "install the module there (modinfo -n doorbell must find it)")
-    report_remote = f"{host.workdir}/{JUNIT}"
-    args = " ".join(shlex.quote(a) for a in (pytest_args or ["tests/payload"]))
     say(f"{host.label}: running the guest tests on {host.info['hostname']}")
-    r = host.remote.run(
-        host.python(f"pytest -q -rs -p no:cacheprovider --junitxml={report_remote} {args}",
-                    env={"DOORBELL_KO": host.doorbell_ko}),
-        TEST_TIMEOUT, "the guest tests")
-    (out / PYTEST_LOG).write_text(r.stdout + r.stderr)
-    if r.rc not in (0, 1):
-        raise RemoteError(f"{host.label}: pytest could not run the tests (exit {r.rc})",
-                          (r.stdout + r.stderr).strip()[-1500:] or None)
-    host.remote.get(report_remote, out / JUNIT)
-    return junit.counts(out / JUNIT)
+    return machine.run_pytest(host, pytest_args or ["tests/payload"], host.doorbell_ko,
+                              out / JUNIT, out / PYTEST_LOG, TEST_TIMEOUT).counts
 
 
 def _one(address: Address, out_root: Path, local_kos: dict[str, Path], with_pytest: bool,

@@ -8,6 +8,8 @@ host's modules (``modprobe``), from a ``doorbell.ko`` built here for the
 same kernel release, or built there from the shipped source against the
 host's ``/lib/modules/$(uname -r)/build``; a run that loaded it unloads it
 when done, unless another run is using the host.
+
+The :class:`Host` that results is a :class:`harness.machine.Machine`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.machine import Result, env_command
 from harness.progress import say
 from harness.remote import bundle
-from harness.remote.connection import Remote, RemoteError, Result
+from harness.remote.connection import Remote, RemoteError
 
 MIN_PYTHON = (3, 11)
 # Each set-up step takes seconds on real hardware; the limit only catches a
@@ -52,19 +55,36 @@ class Host:
     def label(self) -> str:
         return self.remote.address.label
 
-    def python(self, args: str, env: dict[str, str] | None = None) -> str:
-        """A shell command running the payload's python3 -m *args* as root."""
-        w = shlex.quote(self.workdir)
+    @property
+    def scratch(self) -> str:
+        return self.workdir
+
+    def run(self, cmd: str, timeout: float = 600.0, env: dict[str, str] | None = None, *,
+            what: str | None = None) -> Result:
+        """Run *cmd* with the login shell, as the user that connected."""
+        exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
+        return self.remote.run(exports + cmd, timeout, what or f"'{cmd}'")
+
+    def put(self, local: Path, remote: str) -> None:
+        self.remote.put(local, remote)
+
+    def get(self, remote: str, local: Path) -> None:
+        self.remote.get(remote, local)
+
+    def python(self, module_and_args: str, env: dict[str, str] | None = None) -> str:
+        """The host's python3, without its user site, on the unpacked payload
+        and its bundled libraries."""
         exports = {"PYTHONPATH": f"{self.workdir}:{self.workdir}/{bundle.LIB}",
                    "PYTHONDONTWRITEBYTECODE": "1", "XDG_CACHE_HOME": f"{self.workdir}/cache",
                    **(env or {})}
-        assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items())
-        return f"cd {w} && {self.sudo}env {assigns} python3 -s -m {args}"
+        return env_command(self.workdir, exports, f"python3 -s -m {module_and_args}", self.sudo)
+
+    def failure(self, what: str, rc: int, detail: str) -> RemoteError:
+        return RemoteError(f"{self.label}: {what} (exit {rc})", detail.strip()[-1500:] or None)
 
     def check(self, r: Result, what: str) -> Result:
         if r.rc:
-            detail = (r.stderr.strip() or r.stdout.strip())[-1500:]
-            raise RemoteError(f"{self.label}: {what} failed (exit {r.rc})", detail or None)
+            raise self.failure(f"{what} failed", r.rc, r.stderr.strip() or r.stdout.strip())
         return r
 
 

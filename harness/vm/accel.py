@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -80,11 +78,9 @@ def guest_runs(timeout: float = 15.0) -> bool:
         proc.wait()
 
 
-def detect() -> Decision:
-    """``KVM_IOFD_ACCEL=kvm|tcg`` forces a choice; otherwise probe."""
-    forced = os.environ.get("KVM_IOFD_ACCEL")
+def detect(forced: str | None = None) -> Decision:
+    """*forced* (``KVM_IOFD_ACCEL``, see :mod:`harness.settings`) decides;
+    otherwise probe."""
     if forced:
-        if forced not in ("kvm", "tcg"):
-            raise HarnessError(f"KVM_IOFD_ACCEL={forced} is not understood", "use kvm or tcg")
         return Decision(forced, "forced by KVM_IOFD_ACCEL")
     return decide(kvm_usable, host_has_virt, guest_runs)

@@ -2,39 +2,87 @@
 
 Under TCG the VM gets exactly one vCPU: with two, the guest oopsed the
 first time KVM ran a VM (cross-CPU code patching of a static key).
+
+The guest sees the host's root file system, so the checkout and the cache
+are at the same paths inside it, except where virtme-ng's guest init
+mounts an empty tmpfs (:data:`HIDDEN`).  It mounts the ``--rwdir`` shares
+after those, so a checkout or cache beneath one is shared explicitly and
+shows through.
 """
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import paths
+from harness.errors import HarnessError
+from harness.settings import Settings
+from harness.vm import accel
 from harness.vm.accel import Decision
+
+# What virtme-ng 1.42's guest init (virtme-init's mount_sys_filesystems,
+# virtme-ng-init's SYSTEM_MOUNTS) covers with a fresh, empty file system.
+HIDDEN = tuple(Path(p) for p in (
+    "/var/log", "/var/tmp", "/var/spool/rsyslog", "/var/lib/portables", "/var/lib/machines",
+    "/var/lib/private", "/var/cache", "/var/lib/apt", "/var/lib/snapd/cookie", "/var/lib/sudo",
+    "/run"))
+# vng passes each --rwdir to a shell unquoted, and virtme-run accepts only these.
+_SHAREABLE = re.compile(r"[A-Za-z0-9_+/.-]+")
 
 
 @dataclass
 class BootOptions:
     accel: Decision
+    cache: Path  # where console logs and the command transfer directory go
     memory: str = "2G"
     rwdirs: list[Path] = field(default_factory=list)
+    visible: list[Path] = field(default_factory=list)
+    """Host directories the guest must see at the same path (the checkout,
+    the cache): shared explicitly when the guest init would hide them."""
     append: list[str] = field(default_factory=list)
     ssh_port: int | None = None
     shell: Path | None = None  # the guest's console shell; None: the user's own
     boot_timeout: float = 300.0  # a limit for a hung boot, not an expectation
 
 
-# The debug kernel turns the first WARN into a panic, which the session reports.
-DEBUG_APPEND = ["panic_on_warn=1", "kasan.fault=panic"]
+def options_for(settings: Settings, accel: Decision, rwdirs: list[Path]) -> BootOptions:
+    """Boot options for ``settings.flavour``: its memory, boot limit and
+    command line; the guest sees the checkout and the cache."""
+    f = settings.flavour
+    return BootOptions(accel=accel, cache=settings.cache, memory=f.memory, rwdirs=rwdirs,
+                       visible=[paths.REPO, settings.cache], append=list(f.append),
+                       boot_timeout=f.boot_timeout)
 
 
-def options_for(flavour: str, accel: Decision, rwdirs: list[Path]) -> BootOptions:
-    """Boot options for a kernel flavour: the debug kernel needs more memory
-    (KASAN) and time.  It reached the prompt in 196-202 s under TCG with a
-    second VM beside it (udev's coldplug is most of that), but on a host
-    with a quarter of its CPU stolen it once had no prompt after 24 min:
-    the limit is for a hung boot, not an expectation."""
-    if flavour == "debug":
-        return BootOptions(accel=accel, memory="4G", rwdirs=rwdirs, append=list(DEBUG_APPEND),
-                           boot_timeout=1800.0)
-    return BootOptions(accel=accel, rwdirs=rwdirs)
+def options(settings: Settings) -> BootOptions:
+    """How the CLI and the VM suite boot: the accelerator decided (or forced),
+    ``results/`` shared read-write."""
+    paths.RESULTS.mkdir(exist_ok=True)
+    return options_for(settings, accel.detect(settings.accel), [paths.RESULTS])
+
+
+def hidden_by(path: Path) -> Path | None:
+    """The directory the guest init hides *path* under, if any."""
+    path = Path(path).absolute()
+    return next((h for h in HIDDEN if path == h or h in path.parents), None)
+
+
+def shares(opts: BootOptions) -> list[Path]:
+    """The read-write shares, in mount order: each visible directory the
+    guest would not see, then every rwdir not already inside one of those
+    (a share mounted inside another would be covered by it otherwise)."""
+    hidden = [Path(v).absolute() for v in opts.visible if hidden_by(v)]
+    rest = [d for d in opts.rwdirs
+            if not any(d == h or h in Path(d).absolute().parents for h in hidden)]
+    out = hidden + rest
+    for d in out:
+        if not _SHAREABLE.fullmatch(str(d)):
+            why = (f"it is under {hidden_by(d)}, which the VM's init hides, and " if hidden_by(d)
+                   else "")
+            raise HarnessError(f"cannot share {d} with the VM: {why}virtme-ng shares only paths "
+                               "of letters, digits and ._+-/",
+                               "move the checkout or KVM_IOFD_CACHE to such a path")
+    return out
 
 
 def vng_command(tree: Path, opts: BootOptions, exec_cmd: str | None = None) -> list[str]:
@@ -42,7 +90,7 @@ def vng_command(tree: Path, opts: BootOptions, exec_cmd: str | None = None) -> l
            "--qemu-opts=-no-reboot"]
     if opts.accel.accel == "tcg":
         cmd.append("--disable-kvm")
-    for d in opts.rwdirs:
+    for d in shares(opts):
         cmd.append(f"--rwdir={d}")
     # Reboot on panic; with -no-reboot QEMU then exits instead of hanging.
     for a in ["panic=-1", *opts.append]:

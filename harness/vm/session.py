@@ -1,7 +1,7 @@
 """A persistent console session in the test VM, driven by pexpect.
 
-Booting under TCG costs 10-15 s, so the suite boots once and runs many
-commands.  Commands do not travel through the console's byte stream, which
+Booting under TCG costs tens of seconds, so the suite boots once and runs
+many commands.  Commands do not travel through the console's byte stream, which
 kernel messages may interleave with: each command is written to a script in
 a directory shared read-write with the guest, its stdout, stderr and exit
 code come back as files there, and only a short completion marker is
@@ -12,6 +12,9 @@ The console vng gives the guest kernel (hvc0) comes up late in boot, so the
 session adds the early serial console on the same terminal: a panic before
 hvc0 exists, after which panic=-1 and -no-reboot make QEMU quit at once, is
 shown and reported as a panic instead of leaving an empty console log.
+
+A session is a :class:`harness.machine.Machine`: the guest sees the host's
+filesystem at the same paths, so its files are fetched by copying them.
 """
 
 import contextlib
@@ -20,15 +23,16 @@ import os
 import shlex
 import shutil
 import signal
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pexpect
 
 from harness import paths
 from harness.errors import HarnessError
+from harness.machine import Result, env_command
 from harness.progress import phase, say
 from harness.vm.boot import BootOptions, vng_command
 from payload import splat
@@ -55,15 +59,10 @@ class VmError(HarnessError):
     """The guest hung, panicked, died or splatted."""
 
 
-@dataclass(frozen=True)
-class Result:
-    stdout: str
-    stderr: str
-    rc: int
-
-
 class Session:
     """One booted VM.  Use as a context manager, or call start() and close()."""
+
+    label = "vm"
 
     def __init__(self, tree: Path, opts: BootOptions, setup: tuple[str, ...] = ()) -> None:
         """*setup*: commands run after every boot, before the VM is handed out
@@ -72,7 +71,7 @@ class Session:
         self.opts = opts
         self.setup = setup
         self.boot_timeout = opts.boot_timeout
-        self.xfer = Path(tempfile.mkdtemp(prefix="xfer-", dir=_xfer_root()))
+        self.xfer = Path(tempfile.mkdtemp(prefix="xfer-", dir=_xfer_root(opts.cache)))
         self.opts.rwdirs = [*self.opts.rwdirs, self.xfer]
         self.opts.append = [*self.opts.append, EARLY_CONSOLE]
         if self.opts.shell is None and not any(c.isspace() for c in str(SESSION_SHELL)):
@@ -155,9 +154,10 @@ class Session:
 
     # -- commands ----------------------------------------------------------
 
-    def run(self, cmd: str, timeout: float = 600.0, check_splats: bool = True,
-            cwd: Path = paths.REPO, env: dict[str, str] | None = None) -> Result:
-        """Run *cmd* with bash in the guest; return its stdout, stderr and exit code."""
+    def run(self, cmd: str, timeout: float = 600.0, env: dict[str, str] | None = None, *,
+            what: str | None = None, check_splats: bool = True, cwd: Path = paths.REPO) -> Result:
+        """Run *cmd* with bash in the guest; return its stdout, stderr and exit code.
+        *what* names it in the error should the guest hang, panic or splat during it."""
         if self.child is None:
             raise VmError("the VM is not running", "start the session first")
         n = next(self._n)
@@ -167,12 +167,36 @@ class Session:
         out, err, rc = (self.xfer / f"{k}-{n}" for k in ("out", "err", "rc"))
         self.child.sendline(f"bash {script} >{out} 2>{err} </dev/null; echo $? >{rc}; "
                             f"echo __DONE_{n}__")
-        self._expect([rf"__DONE_{n}__"], timeout, f"'{cmd}'")
+        self._expect([rf"__DONE_{n}__"], timeout, what or f"'{cmd}'")
         result = Result(out.read_text(errors="replace"), err.read_text(errors="replace"),
                         int(rc.read_text().strip() or "-1"))
         if check_splats:
-            self.check_splats(cmd)
+            self.check_splats(what or cmd)
         return result
+
+    @property
+    def scratch(self) -> str:
+        """The transfer directory, which the guest writes as root and the host reads."""
+        return str(self.xfer)
+
+    def put(self, local: Path, remote: str) -> None:
+        _copy(local, Path(remote), f"copying {local} into the guest", None)
+
+    def get(self, remote: str, local: Path) -> None:
+        _copy(Path(remote), local, f"fetching {remote} from the guest",
+              "did the command that should have written it fail?")
+
+    def python(self, module_and_args: str, env: dict[str, str] | None = None) -> str:
+        """This interpreter (the venv's, which the guest sees at the same path)
+        in the checkout; the console shell is root's.  The payload gets the
+        host's cache (where the native loop is built) as KVM_IOFD_CACHE."""
+        base = {"PYTHONDONTWRITEBYTECODE": "1", "KVM_IOFD_CACHE": str(self.opts.cache)}
+        return env_command(str(paths.REPO), {**base, **(env or {})},
+                           f"{shlex.quote(sys.executable)} -m {module_and_args}")
+
+    def failure(self, what: str, rc: int, detail: str) -> HarnessError:
+        return HarnessError(f"{what} in the guest (exit {rc})",
+                            detail.strip()[-2000:] or "see the console log")
 
     def check_splats(self, step: str) -> None:
         log = self.run("dmesg -c", check_splats=False).stdout
@@ -184,7 +208,7 @@ class Session:
 
     def _console_log(self) -> Path:
         again = f"-boot{self.boots}" if self.boots > 1 else ""
-        return paths.cache_root() / "logs" / f"console-{os.getpid()}-{id(self)}{again}.log"
+        return self.opts.cache / "logs" / f"console-{os.getpid()}-{id(self)}{again}.log"
 
     def _expect(self, patterns: list[str], timeout: float, what: str) -> None:
         assert self.child is not None
@@ -207,10 +231,18 @@ class Session:
         raise VmError(f"{what} did not finish within {timeout:.0f} s; QEMU was killed", tail)
 
 
-def _xfer_root() -> Path:
-    root = paths.cache_root() / "xfer"
+def _xfer_root(cache: Path) -> Path:
+    root = cache / "xfer"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def _copy(src: Path, dst: Path, what: str, hint: str | None) -> None:
+    """A file copy: the guest shares the host's filesystem at the same paths."""
+    try:
+        shutil.copyfile(src, dst)
+    except OSError as e:
+        raise HarnessError(f"{what} failed: {e}", hint) from None
 
 
 def _quote(s: str) -> str:

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 DEFAULT_ITERATIONS = 5000
 DEFAULT_TRIALS = 15
 """``make bench``'s defaults: 15 interleaved rounds of 5000 writes per mode
-(about 15 s of guest time on an idle 2-core TCG host, 60 s on a loaded
-one), so the whole run, boot included, stays under 3 minutes.  Many short
-rounds rather than a few long ones: the build machine is shared, and a
-median over 15 rounds a second or two apart shrugs off a burst of host
-load that would move every one of 5 long trials."""
+(the README says how long that takes).  Many short rounds rather than a
+few long ones: the build machine is shared, and a median over 15 rounds a
+second or two apart shrugs off a burst of host load that would move every
+one of 5 long trials."""
 
 ACCESS_SIZE = 1
 """Bytes per guest write, the same in every mode: the ELCR floor

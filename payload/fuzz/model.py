@@ -71,7 +71,6 @@ KVM_DEV = "kvm"  # /dev/kvm
 
 EBADF_KINDS = frozenset({CLOSED, NEGATIVE, HUGE})
 NOT_EVENTFD_KINDS = frozenset({PIPE, DEVNULL, VM_FD, OTHER_VM, KVM_DEV})
-FD_KINDS = (EVENTFD, *sorted(EBADF_KINDS), *sorted(NOT_EVENTFD_KINDS))
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,12 @@ def compiler() -> str:
 
 
 def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/kvm-iofd/native``, defaulting to ``~/.cache``
+    """``$KVM_IOFD_CACHE/native``, where the host passes down the cache it
+    resolved (:mod:`harness.settings`, same rules), else
+    ``$XDG_CACHE_HOME/kvm-iofd/native`` or ``~/.cache/kvm-iofd/native``
     (:func:`build` falls back to a per-user temp dir if that is read-only)."""
+    if os.environ.get("KVM_IOFD_CACHE"):
+        return Path(os.environ["KVM_IOFD_CACHE"]) / "native"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "kvm-iofd" / "native"
 
@@ -40,14 +44,14 @@ def _digest() -> str:
     return h.hexdigest()[:16]
 
 
-def build(force: bool = False) -> Path:
+def build(force: bool = False, out_dir: Path | None = None) -> Path:
     """Return the path of the compiled library, compiling it if needed.
 
     The compiler writes to a temporary name that is then renamed into place,
     so concurrent builders never load a half-written file.  A compile error
     raises :class:`RuntimeError` carrying the compiler's output.
     """
-    out_dir = cache_dir()
+    out_dir = out_dir or cache_dir()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(out_dir, os.W_OK):

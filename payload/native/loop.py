@@ -54,11 +54,6 @@ class NativeResult:
         """Port and MMIO exits before the end: what a device model served."""
         return self.io_exits + self.mmio_exits
 
-    @property
-    def ns_per_exit(self) -> float:
-        """Wall time per KVM_RUN return, in nanoseconds."""
-        return self.ns / max(self.exits, 1)
-
 
 def run_native(
     vcpu: Vcpu,

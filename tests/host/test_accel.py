@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
 from harness.vm import accel
 
 
@@ -46,9 +45,11 @@ def test_missing_device(tmp_path: Path) -> None:
     assert not accel.kvm_usable(tmp_path / "kvm")
 
 
-def test_forced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KVM_IOFD_ACCEL", "tcg")
-    assert accel.detect().accel == "tcg"
-    monkeypatch.setenv("KVM_IOFD_ACCEL", "hvf")
-    with pytest.raises(HarnessError):
-        accel.detect()
+def test_forced_skips_the_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_probe(*a: object) -> bool:
+        raise AssertionError("probed although forced")
+
+    for probe in ("kvm_usable", "host_has_virt", "guest_runs"):
+        monkeypatch.setattr(accel, probe, no_probe)
+    d = accel.detect("tcg")
+    assert (d.accel, d.reason) == ("tcg", "forced by KVM_IOFD_ACCEL")

@@ -7,15 +7,17 @@ import pytest
 from harness import paths
 from harness.errors import HarnessError
 from harness.kernel import export, source
-from harness.kernel.prepare import built, kernel_src
+from harness.kernel.pipeline import last_built
+from harness.settings import from_env
 
 
 def test_export_reproduces_kernel_patch(tmp_path: Path) -> None:
+    cfg = from_env().with_flavour("default")
     try:
-        built()
+        last_built(cfg)
     except HarnessError as e:
         pytest.skip(f"needs the harness's kernel tree: {e}")
-    tree = source.tree(paths.cache_root(), kernel_src(), "default")
+    tree = source.tree(cfg.cache, cfg.kernel_src)
     made = export.export(tree, paths.KERNEL_PATCH_DIR, out=tmp_path)
     mine = sorted(paths.KERNEL_PATCH_DIR.glob("*.patch"))
     assert [p.name for p in made] == [p.name for p in mine]

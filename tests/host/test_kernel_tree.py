@@ -42,20 +42,20 @@ def make_patch(src: Path, out: Path, old: str, new: str) -> Path:
 
 def test_not_a_kernel_tree(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="not a Linux kernel tree"):
-        source.tree(tmp_path / "cache", tmp_path, "default")
+        source.tree(tmp_path / "cache", tmp_path)
 
 
 def test_dirty_tree_is_refused(tmp_path: Path, fake_linux: Path) -> None:
     (fake_linux / "Makefile").write_text("VERSION = 7\n")
     with pytest.raises(HarnessError, match="uncommitted changes"):
-        source.tree(tmp_path / "cache", fake_linux, "default")
+        source.tree(tmp_path / "cache", fake_linux)
 
 
 def test_series_goes_on_a_new_branch_in_a_worktree(tmp_path: Path, fake_linux: Path) -> None:
     patches = tmp_path / "patches"
     make_patch(fake_linux, patches, "line 20\n", "line twenty\n")
     cache = tmp_path / "cache"
-    tree = source.tree(cache, fake_linux, "default")
+    tree = source.tree(cache, fake_linux)
     assert tree.path != fake_linux and tree.path.is_relative_to(cache)
     series.apply(cache, tree, series.load(patches))
 
@@ -67,7 +67,7 @@ def test_series_goes_on_a_new_branch_in_a_worktree(tmp_path: Path, fake_linux: P
     assert git.is_dirty(fake_linux) == []
 
     # The debug flavour is a second worktree; the two never share files.
-    debug = source.tree(cache, fake_linux, "debug")
+    debug = source.tree(cache, fake_linux, "-debug")
     assert debug.path != tree.path and debug.branch == "kvm-iofd-debug"
 
 
@@ -75,7 +75,7 @@ def test_unchanged_series_leaves_local_edits_alone(tmp_path: Path, fake_linux: P
     patches = tmp_path / "patches"
     make_patch(fake_linux, patches, "line 20\n", "line twenty\n")
     cache = tmp_path / "cache"
-    tree = source.tree(cache, fake_linux, "default")
+    tree = source.tree(cache, fake_linux)
     s = series.load(patches)
     series.apply(cache, tree, s)
     edited = tree.path / "virt/kvm/eventfd.c"
@@ -88,7 +88,7 @@ def test_changed_series_over_local_edits_is_refused(tmp_path: Path, fake_linux: 
     patches = tmp_path / "patches"
     p = make_patch(fake_linux, patches, "line 20\n", "line twenty\n")
     cache = tmp_path / "cache"
-    tree = source.tree(cache, fake_linux, "default")
+    tree = source.tree(cache, fake_linux)
     series.apply(cache, tree, series.load(patches))
     (tree.path / "virt/kvm/eventfd.c").write_text("edited\n")
     p.write_text(p.read_text().replace("KVM: change a line", "KVM: change a line (v2)"))
@@ -102,7 +102,7 @@ def test_patch_that_does_not_apply_names_patch_and_hunk(tmp_path: Path, fake_lin
     # Corrupt the context so the hunk no longer matches the base.
     p.write_text(p.read_text().replace(" line 19\n", " line nineteen\n"))
     cache = tmp_path / "cache"
-    tree = source.tree(cache, fake_linux, "default")
+    tree = source.tree(cache, fake_linux)
     with pytest.raises(HarnessError) as e:
         series.apply(cache, tree, series.load(patches))
     assert p.name in e.value.what

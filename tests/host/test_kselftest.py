@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import kselftest
-from harness.vm.session import Result
+from harness import flavours, kselftest
+from harness.machine import Result
 
 TAP = """\
 TAP version 13
@@ -113,7 +113,8 @@ class FakeGuest:
         self.answers = list(answers)
         self.commands: list[tuple[str, float]] = []
 
-    def run(self, cmd: str, timeout: float = 600.0) -> Result:
+    def run(self, cmd: str, timeout: float = 600.0, env: dict[str, str] | None = None, *,
+            what: str | None = None) -> Result:
         self.commands.append((cmd, timeout))
         out, rc = self.answers.pop(0)
         return Result(out, "", rc)
@@ -131,7 +132,7 @@ def test_planned_run_is_two_bounded_runs(installed: str) -> None:
     guest = FakeGuest((STAMPED, kselftest.BUDGET_RCS[0]),
                       ("  PID STAT ELAPSED WCHAN ARGS\n  42 D 900 kvm_vcpu_block ./iofd_test\n", 0),
                       ("9 not ok 1 selftests: kvm: dirty_log_test # TIMEOUT 30 seconds\n", 0))
-    run = kselftest.run_planned(guest, installed, base, budget=1000)  # type: ignore[arg-type]
+    run = kselftest.run_planned(guest, installed, base, budget=1000, slowdown=1)  # type: ignore[arg-type]
     (full, full_limit), (ps, _), (short, short_limit) = guest.commands
     assert ps == kselftest.LEFT_OVER
     assert "-t kvm:cpuid_test -t kvm:iofd_test -t kvm:steal_time 2>&1" in full
@@ -162,13 +163,77 @@ def test_a_slower_kernel_gets_longer_limits(installed: str) -> None:
     assert kselftest.limit(installed, 3) == 3 * kselftest.RUNNER_DEFAULT_TIMEOUT
     (Path(installed) / "kvm").mkdir()
     (Path(installed) / "kvm" / "settings").write_text("# limit\ntimeout=120\n")
-    assert kselftest.limit(installed, kselftest.SLOWDOWN["debug"]) == 360
+    assert kselftest.limit(installed, flavours.get("debug").limit_multiplier) == 360
 
 
 def test_a_regression_counts_only_if_it_fails_again_alone_with_more_time(installed: str) -> None:
     guest = FakeGuest(("1 ok 1 selftests: kvm: cpuid_test\n", 0),
                       ("1 not ok 1 selftests: kvm: steal_time # exit=1\n", 0))
-    assert kselftest.confirm(guest, installed, ["cpuid_test", "steal_time"]) == ["steal_time"]  # type: ignore[arg-type]
+    assert kselftest.confirm(guest, installed, ["cpuid_test", "steal_time"], 1) == ["steal_time"]  # type: ignore[arg-type]
     twice = 2 * kselftest.RUNNER_DEFAULT_TIMEOUT
     assert all(f"-o {twice} " in cmd and f"timeout -k 30 {twice + 120} " in cmd
                for cmd, _ in guest.commands)
+
+
+# -- the verdict both the CLI and the VM suite report -------------------------
+
+BASE = {"cpuid_test": "pass", "dirty_log_test": "fail", "steal_time": "pass"}
+
+
+def test_a_verdict_counts_only_regressions_that_fail_again_alone(installed: str) -> None:
+    guest = FakeGuest(("1 not ok 1 selftests: kvm: cpuid_test # exit=1\n"
+                       "2 ok 2 selftests: kvm: iofd_test\n"
+                       "3 not ok 3 selftests: kvm: steal_time # exit=1\n", 0),
+                      ("4 not ok 1 selftests: kvm: dirty_log_test # TIMEOUT 30 seconds\n", 0),
+                      ("5 ok 1 selftests: kvm: cpuid_test\n", 0),
+                      ("6 not ok 1 selftests: kvm: steal_time # exit=1\n", 0))
+    v = kselftest.verdict(guest, installed, BASE, budget=1000, slowdown=3)  # type: ignore[arg-type]
+    assert (v.regressions, v.flaky) == (["steal_time"], ["cpuid_test"])
+    full, _, *alone = [cmd for cmd, _ in guest.commands]
+    assert f"-o {3 * kselftest.RUNNER_DEFAULT_TIMEOUT} " in full  # the slowdown reaches each limit
+    twice = 2 * 3 * kselftest.RUNNER_DEFAULT_TIMEOUT
+    assert all(f"-o {twice} " in cmd for cmd in alone) and len(alone) == 2
+    error = v.error()
+    assert error is not None and error.what.endswith("twice the time): steal_time")
+    assert f"{installed}/run_kselftest.sh -t kvm:NAME" in (error.hint or "")
+    line = v.summary("6.12-iofd")
+    assert line.startswith("KVM selftests on 6.12-iofd: 1 pass, 3 fail, 0 skip (4 run; base: "
+                           "{'pass': 2, 'fail': 1, 'skip': 0})")
+    assert line.endswith("(flaky here, not counted): cpuid_test")
+
+
+def test_a_clean_verdict_has_no_error(installed: str) -> None:
+    guest = FakeGuest(("1 ok 1 selftests: kvm: cpuid_test\n1 ok 2 selftests: kvm: steal_time\n", 0),
+                      ("1 not ok 1 selftests: kvm: dirty_log_test\n", 0))
+    v = kselftest.verdict(guest, installed, BASE, budget=1000, slowdown=1)  # type: ignore[arg-type]
+    assert v.error() is None and v.regressions == v.flaky == []
+    assert len(guest.commands) == 2  # nothing to confirm
+    assert "flaky" not in v.summary("r")
+
+
+def test_an_overrun_fails_the_verdict_without_confirming(installed: str) -> None:
+    guest = FakeGuest((STAMPED, kselftest.BUDGET_RCS[0]), ("  PID STAT\n", 0),
+                      ("9 not ok 1 selftests: kvm: dirty_log_test\n", 0))
+    v = kselftest.verdict(guest, installed, BASE, budget=1000, slowdown=1)  # type: ignore[arg-type]
+    assert len(guest.commands) == 3 and v.regressions == []  # steal_time is not rerun
+    error = v.error()
+    assert error is not None and "in iofd_test" in error.what and "budget" in (error.hint or "")
+
+
+def test_a_run_that_reports_nothing_fails_the_verdict(installed: str) -> None:
+    guest = FakeGuest(("bash: ./run_kselftest.sh: No such file or directory\n", 0),
+                      ("", 0))
+    v = kselftest.verdict(guest, installed, BASE, budget=1000, slowdown=1)  # type: ignore[arg-type]
+    assert len(guest.commands) == 2  # no base pass is rerun alone
+    error = v.error()
+    assert error is not None and error.what == "the kselftest runner reported nothing"
+    assert "No such file" in (error.hint or "")
+
+
+def test_recording_the_baseline_runs_every_test_with_the_runners_limits(installed: str) -> None:
+    guest = FakeGuest((TAP, 0))
+    v = kselftest.verdict(guest, installed, {}, budget=1000, slowdown=1)  # type: ignore[arg-type]
+    [(cmd, _)] = guest.commands
+    assert "./run_kselftest.sh -c kvm 2>&1" in cmd  # all, and no -o override
+    assert v.error() is None  # its failures are what the baseline records
+    assert "base:" not in v.summary("r") and v.run.results["dirty_log_test"] == "fail"

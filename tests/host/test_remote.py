@@ -15,9 +15,10 @@ import pytest
 
 from harness import junit, paths
 from harness.errors import HarnessError
+from harness.machine import Machine, Result
 from harness.remote import bundle, commands, setup, table
 from harness.remote.address import Address, load_config, resolve, split_url
-from harness.remote.connection import Remote, RemoteError, Result
+from harness.remote.connection import Remote, RemoteError
 from harness.remote.jobs import Outcome, host_env
 from payload import hostinfo
 from tests.support import ssh
@@ -241,3 +242,49 @@ def test_unfit_hosts_are_named_and_refused(facts: dict, why: str) -> None:
 def test_root_or_sudo_decides_the_prefix() -> None:
     assert setup.prerequisites(FakeRemote()) == ""  # type: ignore[arg-type]
     assert setup.prerequisites(FakeRemote(uid="1000")) == "sudo -n "  # type: ignore[arg-type]
+
+
+class LocalRemote(FakeRemote):
+    """Runs each command with bash here, as the connection would there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commands: list[tuple[str, float, str | None]] = []
+
+    def run(self, cmd: str, timeout: float = 0, what: str | None = None) -> Result:
+        self.commands.append((cmd, timeout, what))
+        p = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60)
+        return Result(p.stdout, p.stderr, p.returncode)
+
+
+def test_a_host_is_a_machine_running_the_payloads_python_in_its_workdir(tmp_path: Path) -> None:
+    host = setup.Host(LocalRemote(), str(tmp_path), sudo="")  # type: ignore[arg-type]
+    assert isinstance(host, Machine) and host.scratch == str(tmp_path)
+    (tmp_path / "probe.py").write_text(
+        "import json, os, sys; print(json.dumps([os.getcwd(), sys.flags.no_user_site, "
+        "dict(os.environ)]))\n")
+    r = host.run(host.python("probe", env={"DOORBELL_KO": "/a b/d.ko"}), 30, what="the probe")
+    cwd, no_user_site, env = json.loads(r.stdout)
+    assert (cwd, no_user_site) == (str(tmp_path), 1)
+    assert env["PYTHONPATH"] == f"{tmp_path}:{tmp_path}/{bundle.LIB}"
+    assert env["DOORBELL_KO"] == "/a b/d.ko" and env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert host.remote.commands[0][1:] == (30, "the probe")  # type: ignore[attr-defined]
+
+
+def test_a_host_exports_the_environment_and_names_the_command(tmp_path: Path) -> None:
+    host = setup.Host(LocalRemote(), str(tmp_path), sudo="sudo -n ")  # type: ignore[arg-type]
+    assert host.run("echo \"$A\"", env={"A": "x 'y'"}).stdout == "x 'y'\n"
+    assert host.remote.commands[0][2] == "'echo \"$A\"'"  # type: ignore[attr-defined]
+    assert "&& sudo -n env " in host.python("m")
+
+
+def test_a_hosts_failures_are_named_and_show_the_end_of_the_output() -> None:
+    host = setup.Host(FakeRemote(), "/tmp/w", sudo="")  # type: ignore[arg-type]
+    e = host.failure("the benchmark runner failed", 2, "x" * 2000 + "why\n")
+    assert isinstance(e, RemoteError) and e.what == "h: the benchmark runner failed (exit 2)"
+    assert e.hint is not None and len(e.hint) == 1500 and e.hint.endswith("why")
+    assert host.failure("it failed", 1, "").hint is None
+    with pytest.raises(RemoteError, match=r"^h: the probe failed \(exit 3\): on stderr$"):
+        host.check(Result("on stdout", "on stderr", 3), "the probe")
+    ok = Result("", "", 0)
+    assert host.check(ok, "the probe") is ok

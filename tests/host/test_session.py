@@ -1,14 +1,20 @@
 """The session's boot errors, with a shell standing in for vng: no VM needed."""
 
 import io
+import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
 
+from harness import paths
+from harness.errors import HarnessError
+from harness.machine import Machine
 from harness.vm.accel import Decision
 from harness.vm.boot import BootOptions
 from harness.vm.session import (
@@ -25,7 +31,7 @@ from harness.vm.session import (
 @pytest.fixture
 def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session]:
     monkeypatch.setenv("KVM_IOFD_CACHE", str(tmp_path))
-    s = Session(Path("/k"), BootOptions(accel=Decision("tcg", "test")))
+    s = Session(Path("/k"), BootOptions(accel=Decision("tcg", "test"), cache=tmp_path))
     yield s
     s.close()
 
@@ -121,3 +127,36 @@ def test_the_session_shell_runs_no_rc_of_the_user(tmp_path: Path) -> None:
     path = re.search(r"__PATH_(/\S+)", out)
     assert path, out
     assert {"/usr/sbin", "/sbin"} <= set(path[1].split(":"))  # modprobe is found
+
+
+# -- the session as a Machine --------------------------------------------------
+
+PROBE = "import json, os, sys; print(json.dumps([os.getcwd(), sys.executable, dict(os.environ)]))\n"
+
+
+def test_the_session_is_a_machine_whose_python_is_this_one_in_the_checkout(
+        session: Session, tmp_path: Path) -> None:
+    assert isinstance(session, Machine)
+    (tmp_path / "probe.py").write_text(PROBE)
+    cmd = session.python("probe", env={"PYTHONPATH": str(tmp_path), "DOORBELL_KO": "/a b/d.ko"})
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True).stdout
+    cwd, exe, env = json.loads(out)
+    assert (cwd, exe) == (str(paths.REPO), sys.executable)
+    assert env["DOORBELL_KO"] == "/a b/d.ko" and env["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+def test_the_session_fetches_files_by_copying_them(session: Session, tmp_path: Path) -> None:
+    assert session.scratch == str(session.xfer) and session.xfer.is_dir()
+    (tmp_path / "a").write_text("data")
+    session.put(tmp_path / "a", f"{session.scratch}/b")
+    session.get(f"{session.scratch}/b", tmp_path / "c")
+    assert (tmp_path / "c").read_text() == "data"
+    with pytest.raises(HarnessError, match=r"^fetching \S+/missing from the guest failed"):
+        session.get(f"{session.scratch}/missing", tmp_path / "d")
+
+
+def test_a_failure_in_the_guest_shows_the_end_of_its_output(session: Session) -> None:
+    e = session.failure("the benchmark runner failed", 2, "x" * 3000 + "the reason\n")
+    assert e.what == "the benchmark runner failed in the guest (exit 2)"
+    assert e.hint is not None and len(e.hint) == 2000 and e.hint.endswith("the reason")
+    assert session.failure("it failed", 1, " ").hint == "see the console log"

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.kernel.prepare import built
+from harness.kernel.pipeline import last_built
+from harness.settings import from_env
 from payload.kvm import ioctl, uapi
 
 HEADERS_ENV = "KVM_HEADERS"
@@ -68,7 +69,7 @@ def _probe_source() -> str:
 def _harness_headers() -> str | None:
     """The headers of the kernel the harness built, when there is one."""
     try:
-        return built().headers
+        return last_built(from_env().with_flavour("default")).headers
     except HarnessError:
         return None
 

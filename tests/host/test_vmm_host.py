@@ -314,6 +314,11 @@ def test_vm_close_is_idempotent(kvm_usable: None) -> None:
 
 
 # --- building the native loop (no KVM needed) --------------------------------------------------
+@pytest.fixture(autouse=True)
+def _no_cache_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KVM_IOFD_CACHE", raising=False)
+
+
 def test_native_build_is_cached_by_source_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = build.build()
@@ -322,6 +327,14 @@ def test_native_build_is_cached_by_source_hash(tmp_path: Path, monkeypatch: pyte
     assert build.build() == first  # unchanged source: no rebuild
     assert first.stat().st_mtime_ns == stamp
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temp files left
+
+
+def test_native_build_goes_where_the_host_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host passes its resolved cache down as KVM_IOFD_CACHE (or names the dir)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("KVM_IOFD_CACHE", str(tmp_path / "c"))
+    assert build.build().parent == tmp_path / "c" / "native"
+    assert build.build(out_dir=tmp_path / "d").parent == tmp_path / "d"
 
 
 def test_native_build_falls_back_when_cache_is_unwritable(

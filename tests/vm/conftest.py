@@ -4,21 +4,18 @@ The kernel is the one ``make build`` (or ``make test``) built; the fixture
 does not run make, so pytest starts in seconds when nothing changed.
 """
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import paths
-from harness.kernel.prepare import Kernel, built
-from harness.vm import accel
-from harness.vm.boot import options_for
+from harness import settings as harness_settings
+from harness.kernel.pipeline import Kernel, last_built
+from harness.settings import Settings
+from harness.vm import boot
 from harness.vm.session import LOAD_KVM, Session, VmError
 from tests.support import kmemleak, ssh
-
-DEBUG = bool(os.environ.get("KVM_IOFD_DEBUG"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,19 +43,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def kernel() -> Kernel:
-    return built(DEBUG)
+def settings() -> Settings:
+    """What ``make test`` resolved from the environment (the flavour, the cache)."""
+    return harness_settings.from_env()
 
 
 @pytest.fixture(scope="session")
-def vm(kernel: Kernel) -> Iterator[Session]:
-    """The VM every test shares, booted once (use ``guest``)."""
-    paths.RESULTS.mkdir(exist_ok=True)
-    opts = options_for(kernel.flavour, accel.detect(), [paths.RESULTS])
-    opts.ssh_port = ssh.free_port()  # the guest is also the remote-target tests' SSH host
+def kernel(settings: Settings) -> Kernel:
+    return last_built(settings)
+
+
+@pytest.fixture(scope="session")
+def shared_vm(kernel: Kernel, settings: Settings) -> Iterator[Session]:
+    """The VM every test shares, booted once (use ``vm``)."""
+    opts = boot.options(settings)
+    opts.ssh_port = ssh.free_port()  # the VM is also the remote-host tests' SSH host
     with Session(Path(kernel.tree), opts, setup=(LOAD_KVM,)) as s:
         yield s
-        if kernel.flavour == "debug":
+        if settings.flavour.kmemleak:
             if not s.running:
                 pytest.fail("kmemleak: no scan, the VM had stopped by the end of the suite")
             if s.boots > 1:
@@ -72,20 +74,20 @@ def vm(kernel: Kernel) -> Iterator[Session]:
 
 
 @pytest.fixture
-def guest(vm: Session, summary: Callable[[str], None]) -> Session:
+def vm(shared_vm: Session, summary: Callable[[str], None]) -> Session:
     """The shared VM, booted again if an earlier test's hang or panic stopped
     it: that test has failed with the reason, the others still run."""
     if _REBOOT_FAILED:
         pytest.fail(f"the shared VM could not be booted again: {_REBOOT_FAILED[0]}")
-    if not vm.running:
-        summary(f"the shared VM had stopped (console log: {vm.console_log}); "
-                f"booting it again (boot {vm.boots + 1})")
+    if not shared_vm.running:
+        summary(f"the shared VM had stopped (console log: {shared_vm.console_log}); "
+                f"booting it again (boot {shared_vm.boots + 1})")
         try:
-            vm.start()
+            shared_vm.start()
         except VmError as e:  # one try: a boot that fails once will fail again
             _REBOOT_FAILED.append(str(e))
             raise
-    return vm
+    return shared_vm
 
 
 @pytest.fixture(scope="session")

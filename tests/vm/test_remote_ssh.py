@@ -1,6 +1,6 @@
 """``bench|test --host ssh://...`` against the test VM's own sshd.
 
-The guest runs sshd on a loopback port (see the ``guest`` fixture), with
+The guest runs sshd on a loopback port (see the ``vm`` fixture), with
 host keys that vng made here, so these tests drive the remote path exactly
 as a user would drive a real host: through the CLI, with an ssh_config,
 known_hosts checked strictly and key authentication.  A forwarder that
@@ -70,9 +70,9 @@ class Forwarder:
 
 
 @pytest.fixture
-def sshd(guest: Session) -> int:
-    port = guest.opts.ssh_port
-    assert port is not None, "the guest fixture boots without --ssh"
+def sshd(vm: Session) -> int:
+    port = vm.opts.ssh_port
+    assert port is not None, "the vm fixture boots without --ssh"
     ssh.wait_for_sshd(port)
     return port
 
@@ -87,7 +87,7 @@ def run_cli(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[st
                           cwd=paths.REPO, env=env)
 
 
-def test_bench_on_two_hosts_one_of_which_drops(sshd: int, guest: Session,
+def test_bench_on_two_hosts_one_of_which_drops(sshd: int, vm: Session,
                                                tmp_path: Path) -> None:
     fwd = Forwarder(sshd)
     config = ssh.write_client_files(tmp_path, {"iofd-vm": sshd, "flaky-vm": fwd.port})
@@ -100,7 +100,7 @@ def test_bench_on_two_hosts_one_of_which_drops(sshd: int, guest: Session,
         # Cut the second host once a benchmark runs on the guest: mid-run.
         deadline = time.monotonic() + 1200  # the debug kernel is slow to get there
         while proc.poll() is None and time.monotonic() < deadline:
-            if guest.run("pgrep -f payload.bench.runner", check_splats=False).rc == 0:
+            if vm.run("pgrep -f payload.bench.runner", check_splats=False).rc == 0:
                 fwd.cut()
                 break
             time.sleep(1)
@@ -117,14 +117,14 @@ def test_bench_on_two_hosts_one_of_which_drops(sshd: int, guest: Session,
     assert "Traceback" not in err
     # The surviving host's record is tagged with the remote host's CPU and kernel.
     bench = json.loads((out_dir / "iofd-vm" / "bench.json").read_text())
-    uname = guest.run("uname -r").stdout.strip()
+    uname = vm.run("uname -r").stdout.strip()
     assert bench["kernel"] == bench["remote"]["kernel"] == uname
     assert bench["host_cpu"] == bench["remote"]["cpu"] != "unknown"
     assert all(bench["modes"][m]["doorbell_exact"] for m in bench["modes"])
     md = (out_dir / "hosts.md").read_text()
     assert "| | iofd-vm | flaky-vm |" in md and "connection was lost" in md
     # The host that finished removed its work directory; only the dropped one's may be left.
-    left = guest.run("ls -d /tmp/kvm-iofd.*/ 2>/dev/null | wc -l").stdout.strip()
+    left = vm.run("ls -d /tmp/kvm-iofd.*/ 2>/dev/null | wc -l").stdout.strip()
     assert left in ("0", "1"), left
 
 

@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from harness.kernel.prepare import Kernel
+from harness.kernel.pipeline import Kernel
 from harness.vm.session import Session
 
 
-def test_iofd_selftest(guest: Session, kernel: Kernel) -> None:
+def test_iofd_selftest(vm: Session, kernel: Kernel) -> None:
     binary = Path(kernel.selftests) / "x86_64" / "iofd_test"
-    r = guest.run(str(binary), timeout=900)
+    r = vm.run(str(binary), timeout=900)
     print(r.stdout, r.stderr)
     assert r.rc == 0, f"iofd_test failed (exit {r.rc}):\n{r.stdout}\n{r.stderr}"
     lines = r.stdout.splitlines()
