@@ -135,7 +135,7 @@ def parser() -> argparse.ArgumentParser:
         if kernel:
             sp.add_argument("--flavour", choices=sorted(flavours.FLAVOURS),
                             help="the kernel flavour (default: $KVM_IOFD_FLAVOUR, or default)")
-            sp.add_argument("--debug", action="store_const", dest="flavour", const="debug",
+            sp.add_argument("--debug", action="store_const", dest="flavour", const=flavours.DEBUG,
                             help="short for --flavour debug (KASAN, lockdep, kmemleak)")
             sp.add_argument("--no-build", action="store_true",
                             help="use the last built kernel without running make")

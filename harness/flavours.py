@@ -47,13 +47,14 @@ class Flavour:
 
 
 DEFAULT = "default"
+DEBUG = "debug"  # what --debug, DEBUG=1 and KVM_IOFD_DEBUG=1 are short for
 
 FLAVOURS: dict[str, Flavour] = {f.name: f for f in (
     Flavour(DEFAULT, (), patched=True, localversion="-iofd-{series}"),
     # KASAN needs the memory, and the boot limit allows for a loaded host
     # (the README has the measured boot time).  The first WARN becomes a
     # panic, which the session reports.
-    Flavour("debug", ("Kconfig.debug.fragment",), patched=True,
+    Flavour(DEBUG, ("Kconfig.debug.fragment",), patched=True,
             localversion="-iofd-{series}-debug", memory="4G", boot_timeout=1800.0,
             append=("panic_on_warn=1", "kasan.fault=panic"), limit_multiplier=3, kmemleak=True),
     Flavour("base", (), patched=False, localversion="-base"),

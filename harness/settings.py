@@ -53,7 +53,7 @@ def from_env(env: Mapping[str, str] = os.environ) -> Settings:
     accel = env.get("KVM_IOFD_ACCEL") or None
     if accel is not None and accel not in ACCELS:
         raise HarnessError(f"KVM_IOFD_ACCEL={accel} is not understood", "use kvm or tcg")
-    flavour = env.get("KVM_IOFD_FLAVOUR") or ("debug" if env.get("KVM_IOFD_DEBUG") else
+    flavour = env.get("KVM_IOFD_FLAVOUR") or (flavours.DEBUG if env.get("KVM_IOFD_DEBUG") else
                                               flavours.DEFAULT)
     return Settings(
         cache=cache_dir(env).absolute(),
