@@ -50,9 +50,10 @@ gates: build
 test: build lint $(if $(filter default,$(FLAVOUR)),gates)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Export the working branch in the kernel tree to kernel-patch/ (V=2 rerolls as v2).
+# Export the working branch in the kernel tree to kernel-patch/ (V=2 rerolls as v2);
+# SEND=1 writes the copy to send, signed by your git identity, to results/outgoing/, OUT=DIR to DIR.
 patches: venv
-	$(PY) -m harness patches $(if $(V),--version $(V))
+	$(PY) -m harness patches $(if $(V),--version $(V)) $(if $(SEND),--send) $(if $(OUT),--out $(OUT))
 
 smoke: build
 	$(PY) -m harness smoke --no-build $(HARNESS_ARGS)

@@ -85,7 +85,7 @@ def cmd_bench(args: argparse.Namespace, cfg: Settings) -> int:
 
 
 def cmd_patches(args: argparse.Namespace, cfg: Settings) -> int:
-    export.export_series(cfg, args.version)
+    export.export_series(cfg, args.version, args.out or (export.OUTGOING if args.send else None))
     return 0
 
 
@@ -164,6 +164,10 @@ def parser() -> argparse.ArgumentParser:
                          "times 3 for the debug kernel, as is each test's limit)")
     pp = add("patches", cmd_patches, "export the working branch to kernel-patch/", kernel=False)
     pp.add_argument("--version", type=int, help="reroll as vN (default: keep the version)")
+    pp.add_argument("--send", action="store_true",
+                    help="write the copy to send, from and signed off by your git user.name and "
+                         "user.email, to results/outgoing/ instead")
+    pp.add_argument("--out", type=Path, metavar="DIR", help="like --send, to DIR")
     t = add("test", cmd_test, "run the test suite (pytest arguments follow; with --host, "
             "tests/payload on those hosts)", kernel=False)
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)

@@ -34,6 +34,7 @@ PACKAGES: dict[str, str] = {
     "rsync": "kselftest install",
     "openssh-server": "sshd in the test VM (vng --ssh), the remote-target tests' SSH host",
     "openssh-client": "ssh-keygen, which vng --ssh runs for the VM's host keys",
+    "git-email": "git send-email, for sending the series (the host tests dry-run it)",
 }
 
 

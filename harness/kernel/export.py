@@ -5,12 +5,19 @@ applied the series to); this exports it with ``git format-patch``, keeping
 the cover letter's subject and text across rerolls, adding a "Changes in
 vN" section when the version goes up, checking every patch with checkpatch
 --strict, and recording who to send it to (get_maintainer.pl).
+
+The commits, and so the committed kernel-patch/, name no person: their
+author and Signed-off-by are the project's placeholder identity, and
+kernel-patch/send-to.txt says they are not for sending.  The copy to send
+(``make patches SEND=1``, or ``OUT=DIR``) goes outside the repository,
+from and signed off by the user's own git identity.
 """
 
 import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness import paths
@@ -22,7 +29,50 @@ from harness.settings import Settings
 
 COVER_GLOB = "v*-0000-cover-letter.patch"
 SEND_TO = "send-to.txt"
+OUTGOING = paths.RESULTS / "outgoing"
 _SUBJECT = re.compile(r"^Subject: \[PATCH(?: v\d+)? 0/\d+\] (.*)$", re.M)
+
+PLACEHOLDER = "KVM_IOFD developers <kvm-iofd@lists.invalid>"
+# The commits' author and Signed-off-by, and the harness's own committer (git.IDENTITY).
+PLACEHOLDER_EMAILS = ("kvm-iofd@lists.invalid", git.IDENTITY["GIT_COMMITTER_EMAIL"])
+_PLACEHOLDER_SOB = re.compile(
+    r"^Signed-off-by: .*<(?:" + "|".join(map(re.escape, PLACEHOLDER_EMAILS)) + r")>$", re.M)
+NOT_FOR_SENDING = ("# Not for sending: these patches carry the placeholder identity "
+                   f"{PLACEHOLDER}.\n# 'make patches SEND=1' (or OUT=DIR) writes a copy "
+                   "from and signed off by you, with its own send-to.txt.\n")
+# get_maintainer.pl's role in a KVM section, e.g. "supporter:KERNEL VIRTUAL MACHINE (KVM)"
+# or "open list:KERNEL VIRTUAL MACHINE FOR X86 (KVM/x86)"; reviewers are not among them.
+_KVM_ROLE = re.compile(r"(?:^|,)(?!reviewer:)[a-z ]+:KERNEL VIRTUAL MACHINE\b")
+
+
+@dataclass(frozen=True)
+class Sender:
+    """The person a sendable copy is from and signed off by."""
+
+    name: str
+    email: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+    def env(self) -> dict[str, str]:
+        """Author and committer for git: the copies' author, and the committer
+        format-patch writes in the cover letter's From: and in --signoff."""
+        return {"GIT_AUTHOR_NAME": self.name, "GIT_AUTHOR_EMAIL": self.email,
+                "GIT_COMMITTER_NAME": self.name, "GIT_COMMITTER_EMAIL": self.email}
+
+
+def sender(tree: Path) -> Sender:
+    """The user's ``user.name`` and ``user.email`` as git reads them in *tree*:
+    the repository's config, else the global one.  Not the environment: the
+    git wrapper sets the harness's own identity there."""
+    name, email = (git.git(tree, "config", "--get", f"user.{key}", check=False).stdout.strip()
+                   for key in ("name", "email"))
+    if not name or not email:
+        raise HarnessError("a sendable series needs your git user.name and user.email",
+                           "git config --global user.name 'Your Name'; "
+                           "git config --global user.email you@example.org")
+    return Sender(name, email)
 
 
 def current_version(directory: Path) -> int:
@@ -53,9 +103,14 @@ def _with_changelog(body: str, version: int, old_version: int) -> str:
 
 
 def export(tree: KernelTree, directory: Path, version: int | None = None,
-           out: Path | None = None) -> list[Path]:
-    """Write the series for base..HEAD of *tree* into *out* (default: *directory*)."""
+           out: Path | None = None, by: Sender | None = None) -> list[Path]:
+    """Write the series for base..HEAD of *tree* into *out* (default: *directory*,
+    which holds the cover letter and version to keep): as committed, with the
+    placeholder identity, or when *by* is given, from and signed off by *by*."""
     out = out or directory
+    if by and out.resolve() == directory.resolve():
+        raise HarnessError(f"{directory} is committed and keeps the placeholder identity",
+                           "write the sendable copy elsewhere: make patches SEND=1, or OUT=DIR")
     old_version = current_version(directory)
     version = version or old_version
     covers = sorted(directory.glob(COVER_GLOB))
@@ -65,9 +120,7 @@ def export(tree: KernelTree, directory: Path, version: int | None = None,
         raise HarnessError(f"{tree.path} has uncommitted changes",
                            "commit them on the working branch first; only commits are exported")
     with tempfile.TemporaryDirectory() as tmp:
-        git.git(tree.path, "format-patch", "-q", "--cover-letter", f"-v{version}",
-                f"--base={tree.base}", "-o", tmp, f"{tree.base}..HEAD")
-        made = sorted(Path(tmp).glob("*.patch"))
+        made = _format_patch(tree, version, Path(tmp), by)
         cover = next(p for p in made if "cover-letter" in p.name)
         text = cover.read_text().replace("*** SUBJECT HERE ***", subject)
         if body:
@@ -78,27 +131,110 @@ def export(tree: KernelTree, directory: Path, version: int | None = None,
         if bad:
             raise HarnessError("checkpatch --strict found problems:\n  " + "\n  ".join(bad),
                                f"fix them in {tree.path} and run 'make patches' again")
-        if out == directory:
-            for old in directory.glob("*.patch"):
-                old.unlink()
+        if by:
+            _refuse_placeholder(made)
+        _clear(out, directory)
         out.mkdir(parents=True, exist_ok=True)
         for p in made:
             shutil.copy(p, out / p.name)
     result = sorted(out.glob("*.patch"))
-    (out / SEND_TO).write_text(recipients(tree.path, [p for p in result if "cover" not in p.name]))
-    say(f"exported v{version}: {len(result)} files in {out}")
+    to_cc = recipients(tree.path, [p for p in result if "cover" not in p.name])
+    (out / SEND_TO).write_text(to_cc if by else NOT_FOR_SENDING + to_cc)
+    say(f"exported v{version}: {len(result)} files in {out}" + (f", from {by}" if by else ""))
     return result
+
+
+def _format_patch(tree: KernelTree, version: int, tmp: Path, by: Sender | None) -> list[Path]:
+    """``git format-patch`` of the series into *tmp*: as committed, or signed by *by*.
+
+    For *by* it formats copies of the commits that name *by* where they name
+    the placeholder (author, Signed-off-by), so that git itself writes every
+    header as for any commit of the user's: From: (RFC 2047-encoded when the
+    name is not ASCII), the MIME charset the Signed-off-by may need, and the
+    cover letter's From: and shortlog.  Editing the exported files instead
+    would have to redo each of these.  --signoff adds *by*'s Signed-off-by
+    to a commit someone else wrote, as sending it requires; where it is
+    already the last trailer, git adds nothing.
+    """
+    out = tmp / "patches"
+    args = ["format-patch", "-q", "--cover-letter", f"-v{version}", f"--base={tree.base}",
+            "-o", str(out)]
+    if by is None:
+        git.git(tree.path, *args, f"{tree.base}..HEAD")
+    else:
+        env = {**_scratch_objects(tree.path, tmp / "objects"), **by.env()}
+        tip = _copies_by(tree, by, env, tmp / "message")
+        git.git(tree.path, *args, "--signoff", f"{tree.base}..{tip}", env=env)
+    return sorted(out.glob("*.patch"))
+
+
+def _scratch_objects(tree: Path, objects: Path) -> dict[str, str]:
+    """Environment in which git writes new objects to *objects* while reading
+    the tree's own: the copies never enter the kernel repository."""
+    objects.mkdir()
+    own = git.out(tree, "rev-parse", "--path-format=absolute", "--git-path", "objects")
+    return {"GIT_OBJECT_DIRECTORY": str(objects), "GIT_ALTERNATE_OBJECT_DIRECTORIES": own}
+
+
+def _copies_by(tree: KernelTree, by: Sender, env: dict[str, str], message: Path) -> str:
+    """Copy base..HEAD commit by commit (same trees, no checkout) with *by* as
+    the author of what the placeholder wrote and in its Signed-off-by; the copy's tip."""
+    tip = tree.base
+    for commit in git.out(tree.path, "rev-list", "--reverse", f"{tree.base}..HEAD").split():
+        tree_id, date, email, name = git.out(tree.path, "show", "-s", "--date=raw",
+                                             "--format=%T%n%ad%n%ae%n%an", commit).split("\n", 3)
+        raw = git.git(tree.path, "cat-file", "commit", commit).stdout
+        message.write_text(resigned(raw.split("\n\n", 1)[1], by))
+        author = {} if email in PLACEHOLDER_EMAILS else {"GIT_AUTHOR_NAME": name,
+                                                         "GIT_AUTHOR_EMAIL": email}
+        tip = git.git(tree.path, "commit-tree", "--no-gpg-sign", tree_id, "-p", tip, "-F",
+                      str(message), env={**env, **author, "GIT_AUTHOR_DATE": date}).stdout.strip()
+    return tip
+
+
+def resigned(message: str, by: Sender) -> str:
+    """*message* with *by*'s Signed-off-by in place of the placeholder's."""
+    return _PLACEHOLDER_SOB.sub(lambda _: f"Signed-off-by: {by}", message)
+
+
+def _refuse_placeholder(made: list[Path]) -> None:
+    """No placeholder identity may be posted, whichever line names it."""
+    for p in made:
+        for line in p.read_text().splitlines():
+            if any(e in line for e in PLACEHOLDER_EMAILS):
+                raise HarnessError(f"{p.name} still names the placeholder identity: {line.strip()}",
+                                   "replace it in that commit on the working branch")
+
+
+def _clear(out: Path, directory: Path) -> None:
+    """Remove the previous export's patches from *out*, but never patches
+    'make patches' did not write there (it always writes send-to.txt too)."""
+    old = sorted(out.glob("*.patch"))
+    if old and out != directory and not (out / SEND_TO).exists():
+        raise HarnessError(f"{out} holds patches 'make patches' did not write ({old[0].name})",
+                           "choose an empty or new directory for OUT")
+    for p in old:
+        p.unlink()
 
 
 def recipients(tree: Path, patches: list[Path]) -> str:
     """To: and Cc: lines from get_maintainer.pl, for git send-email or b4."""
-    def run(*flags: str) -> list[str]:
-        r = subprocess.run(["perl", "scripts/get_maintainer.pl", "--no-rolestats", "--no-git",
-                            "--no-git-fallback", *flags, *map(str, patches)],
-                           cwd=tree, capture_output=True, text=True, check=True)
-        return [line.strip() for line in r.stdout.splitlines() if line.strip()]
-    to = run("--m", "--no-r", "--no-l")
-    cc = [x for x in run("--no-m", "--r", "--l") if x not in to]
+    r = subprocess.run(["perl", "scripts/get_maintainer.pl", "--rolestats", "--no-git",
+                        "--no-git-fallback", *map(str, patches)],
+                       cwd=tree, capture_output=True, text=True, check=True)
+    return addressed(r.stdout)
+
+
+def addressed(get_maintainer_output: str) -> str:
+    """To: the KVM maintainers and kvm@vger.kernel.org, who take the series;
+    Cc: everyone else get_maintainer.pl names (the documentation and selftest
+    maintainers, reviewers, the other lists), who review their files in it."""
+    to, cc = [], []
+    for line in filter(None, map(str.strip, get_maintainer_output.splitlines())):
+        # "Name <addr> (role:SECTION,role:SECTION)" or "list@addr (open list:SECTION)"
+        m = re.fullmatch(r"(.*?>|\S+) \((.*)\)", line)
+        who, roles = m.groups() if m else (line, "")
+        (to if _KVM_ROLE.search(roles) else cc).append(who)
     return "".join(f"To: {x}\n" for x in to) + "".join(f"Cc: {x}\n" for x in cc)
 
 
@@ -125,12 +261,14 @@ def warnings_in(log: Path, files: list[str]) -> list[str]:
             if "warning:" in line and any(line.lstrip().startswith(f + ":") for f in files)]
 
 
-def export_series(settings: Settings, version: int | None) -> None:
+def export_series(settings: Settings, version: int | None, out: Path | None = None) -> None:
     """``make patches``: export the working branch of the default flavour's
-    tree to kernel-patch/, then build what it touches with W=1 and fail on
+    tree to kernel-patch/, or with *out* the copy to send there, from and
+    signed off by the user; then build what it touches with W=1 and fail on
     any warning in those files."""
     tree = source.tree(settings.cache, settings.kernel_src)
-    made = export(tree, paths.KERNEL_PATCH_DIR, version=version)
+    by = sender(tree.path) if out else None
+    made = export(tree, paths.KERNEL_PATCH_DIR, version=version, out=out, by=by)
     touched = touched_files(made)
     dirs = sorted({str(Path(f).parent) + "/" for f in touched if f.endswith(".c")
                    and not f.startswith("tools/")})

@@ -144,7 +144,7 @@ class KvmSide:
             return ctypes.get_errno() if ret < 0 else 0
         if case.op == m.BADSIZE:
             buf = bytearray(64)
-            return _errno_of(lambda: fcntl.ioctl(vm_fd, IOW(uapi.KVMIO, 0xD6, case.size), buf))
+            return _errno_of(lambda: fcntl.ioctl(vm_fd, IOW(uapi.KVMIO, uapi.KVM_IOFD_NR, case.size), buf))
         raise ValueError(f"{case.op!r} is not an ioctl case")
 
     def recreate(self, slot: int) -> None:

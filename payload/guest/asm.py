@@ -8,9 +8,10 @@ notation), so no byte in a program is an unexplained hex blob, and
 
 Real-mode conventions: the default operand and address size is 16 bits; an
 ``0x66`` operand-size prefix selects the 32-bit form of an instruction.
-Memory operands are absolute 16-bit offsets in DS (``[moffs16]``), and every
-branch is a rel8 branch (loops here are a few bytes long; a branch that does
-not fit raises).
+Memory operands are absolute 16-bit offsets in DS (``[moffs16]``) unless a
+store names another segment, and every branch is a rel8 branch (loops here
+are a few bytes long; a branch that does not fit raises).  The SSE moves
+need CR4.OSFXSR set and CR0.EM clear, which the VMM's ``enable_sse`` does.
 """
 
 from __future__ import annotations
@@ -23,12 +24,19 @@ OPSIZE = 0x66
 REGS8 = ("al", "cl", "dl", "bl", "ah", "ch", "dh", "bh")
 REGS16 = ("ax", "cx", "dx", "bx", "sp", "bp", "si", "di")
 REGS32 = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+REGS_XMM = tuple(f"xmm{i}" for i in range(8))
 
 ACCUMULATOR = {1: "al", 2: "ax", 4: "eax"}
 """The register ``in``/``out`` and the moffs forms of ``mov`` use, by size."""
 
 MODRM_DISP16 = 0b110
 """ModRM r/m value that, with mod=00 and 16-bit addressing, means [disp16]."""
+
+SEGMENT_OVERRIDE = {"es": 0x26, "cs": 0x2E, "ss": 0x36, "ds": 0x3E, "fs": 0x64, "gs": 0x65}
+"""Prefix byte that makes a memory operand use this segment instead of DS."""
+
+MOVDQU = 0xF3
+"""Mandatory prefix selecting movdqu (unaligned 16 bytes) among 0F 6F/0F 7F."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,20 @@ def reg(name: str) -> Reg:
         if name in table:
             return Reg(name, table.index(name), size)
     raise ValueError(f"unknown register {name!r}")
+
+
+def _xmm(name: str) -> int:
+    """ModRM number of an SSE register (``xmm0`` .. ``xmm7``)."""
+    if name not in REGS_XMM:
+        raise ValueError(f"unknown SSE register {name!r}")
+    return REGS_XMM.index(name)
+
+
+def _segment(seg: str) -> bytes:
+    """The override prefix for ``seg``; none for DS, the default."""
+    if seg not in SEGMENT_OVERRIDE:
+        raise ValueError(f"unknown segment register {seg!r}")
+    return b"" if seg == "ds" else bytes([SEGMENT_OVERRIDE[seg]])
 
 
 def _check_size(size: int) -> None:
@@ -165,16 +187,19 @@ class Asm:
         modrm = 0b11_000_000 | (s.code << 3) | d.code
         self._emit(_prefix(d.size) + bytes([opcode, modrm]), f"mov {dst}, {src}")
 
-    def store(self, addr: int, src: str) -> None:
+    def store(self, addr: int, src: str, seg: str = "ds") -> None:
         """``mov [addr], r``: A2/[66] A3 moffs16 for the accumulator, else
-        88 /r or [66] 89 /r with ModRM mod=00 rm=110 (disp16)."""
+        88 /r or [66] 89 /r with ModRM mod=00 rm=110 (disp16).  Another
+        ``seg`` than DS adds its override prefix (26 for ES), so one access
+        can reach an address DS's 64 KiB window cannot."""
         r = reg(src)
         if r.code == 0:  # al/ax/eax have the shorter moffs encoding
             opcode = bytes([0xA2 if r.size == 1 else 0xA3])
         else:
             modrm = (r.code << 3) | MODRM_DISP16
             opcode = bytes([0x88 if r.size == 1 else 0x89, modrm])
-        self._emit(_prefix(r.size) + opcode + _imm(addr, 2), f"mov [{addr:#06x}], {src}")
+        shown = f"[{addr:#06x}]" if seg == "ds" else f"{seg}:[{addr:#06x}]"
+        self._emit(_segment(seg) + _prefix(r.size) + opcode + _imm(addr, 2), f"mov {shown}, {src}")
 
     def load(self, dst: str, addr: int) -> None:
         """``mov r, [addr]``: A0/[66] A1 moffs16 for the accumulator, else
@@ -186,6 +211,18 @@ class Asm:
             modrm = (r.code << 3) | MODRM_DISP16
             opcode = bytes([0x8A if r.size == 1 else 0x8B, modrm])
         self._emit(_prefix(r.size) + opcode + _imm(addr, 2), f"mov {dst}, [{addr:#06x}]")
+
+    def movdqu_load(self, dst: str, addr: int) -> None:
+        """``movdqu xmm, [addr]``: F3 0F 6F /r with ModRM mod=00 rm=110 (disp16).
+        Loads 16 bytes with no alignment requirement."""
+        modrm = (_xmm(dst) << 3) | MODRM_DISP16
+        self._emit(bytes([MOVDQU, 0x0F, 0x6F, modrm]) + _imm(addr, 2), f"movdqu {dst}, [{addr:#06x}]")
+
+    def movdqu_store(self, addr: int, src: str) -> None:
+        """``movdqu [addr], xmm``: F3 0F 7F /r with ModRM mod=00 rm=110 (disp16).
+        One 16-byte store: the widest single access real-mode code can make."""
+        modrm = (_xmm(src) << 3) | MODRM_DISP16
+        self._emit(bytes([MOVDQU, 0x0F, 0x7F, modrm]) + _imm(addr, 2), f"movdqu [{addr:#06x}], {src}")
 
     def or_reg(self, dst: str, src: str) -> None:
         """``or r/m, r`` register form: 08 /r (8-bit), [66] 09 /r, ModRM mod=11 reg=src rm=dst."""

@@ -15,11 +15,14 @@ LOAD_ADDR = 0x1000
 RESULT_ADDR = 0x0800
 IDT_DESC_ADDR = 0x0900
 """Scratch pseudo-descriptor used by :func:`triple_fault`."""
+XMM_DATA_ADDR = 0x0C00
+"""16 bytes of RAM the SSE programs stage XMM0's value in."""
 
 MMIO_BASE = RAM_SIZE
 MMIO_LIMIT = 0x10000
 MMIO_ADDR = 0xC000
-"""Default MMIO address: unbacked, well inside [MMIO_BASE, MMIO_LIMIT)."""
+"""Default MMIO address: unbacked, well inside [MMIO_BASE, MMIO_LIMIT).  It is
+also a page boundary, where KVM splits an access that crosses it in two."""
 
 PIO_PORT = 0x0600
 """Default test port: not emulated by any in-kernel device (PIC/PIT/...)."""

@@ -34,6 +34,7 @@ from payload.guest.memmap import (  # noqa: F401  (re-exported)
     PIO_PORT,
     RAM_SIZE,
     RESULT_ADDR,
+    XMM_DATA_ADDR,
 )
 
 PATTERN = 0x12345678
@@ -41,6 +42,9 @@ PATTERN = 0x12345678
 POISON = 0xFFFFFFFF
 """Loaded into EAX before every read so a read that does not complete
 (leaves the register alone) shows up as non-zero in the result."""
+WIDE_PATTERN = bytes.fromhex("00112233445566778899aabbccddeeff")
+"""What :func:`wide_store` writes: every byte differs, so each 8-byte half
+that reaches userspace is recognisable."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,41 @@ def access_sequence(accesses: list[Access] | tuple[Access, ...]) -> Program:
         if not acc.write:
             a.or_reg({1: "bl", 2: "bx", 4: "ebx"}[acc.size], reg)
     return _finish(a, "access_sequence", len(accesses), result="ebx")
+
+
+def wide_store(addr: int, data: bytes = WIDE_PATTERN) -> Program:
+    """One 16-byte SSE store (``movdqu [addr], xmm0``) of ``data``.
+
+    KVM hands an MMIO write to the io bus at most 8 bytes at a time, so this
+    is the one guest access that becomes two bus accesses without crossing
+    a page.  The vCPU must have SSE enabled (``Vcpu.enable_sse``).  XMM0 is
+    loaded from RAM at XMM_DATA_ADDR, staged there 4 bytes at a time.
+    """
+    if len(data) != 16:
+        raise ValueError(f"a movdqu store writes 16 bytes, not {len(data)}")
+    _check_mmio(addr, 16)
+    a = Asm(LOAD_ADDR)
+    for off in range(0, 16, 4):
+        a.mov_imm("eax", int.from_bytes(data[off : off + 4], "little"))
+        a.store(XMM_DATA_ADDR + off, "eax")
+    a.movdqu_load("xmm0", XMM_DATA_ADDR)
+    a.movdqu_store(addr, "xmm0")
+    return _finish(a, "wide_store", 1)
+
+
+def es_write(offset: int, size: int = 1, value: int = PATTERN) -> Program:
+    """One ``size``-byte write of ``value`` to ES:``offset``.
+
+    For devices above the 64 KiB that DS = 0 reaches, such as the IOAPIC at
+    0xfec00000: the caller points ES's base there (``Vcpu.set_segment_base``)
+    and every other access of the program still goes through DS.
+    """
+    if size not in ACCUMULATOR or not (offset >= 0 and offset + size <= 0x10000):
+        raise ValueError(f"ES write {offset:#x}+{size} must be 1, 2 or 4 bytes inside the 64 KiB segment")
+    a = Asm(LOAD_ADDR)
+    a.mov_imm("eax", value & _mask(4))
+    a.store(offset, ACCUMULATOR[size], seg="es")
+    return _finish(a, f"es_write{size}", 1)
 
 
 def spin_forever() -> Program:

@@ -22,6 +22,9 @@ KVM_CAP_IRQCHIP = 0
 KVM_CAP_USER_MEMORY = 3
 KVM_CAP_SET_TSS_ADDR = 4
 KVM_CAP_NR_MEMSLOTS = 10
+KVM_CAP_COALESCED_MMIO = 15
+"""Coalesced MMIO exists; KVM_CHECK_EXTENSION returns the ring's page offset
+in the vCPU mmap (the ring is per VM, mapped through every vCPU)."""
 KVM_CAP_IOEVENTFD = 36
 KVM_CAP_IOEVENTFD_NO_LENGTH = 100
 KVM_CAP_IOEVENTFD_ANY_LENGTH = 122
@@ -71,6 +74,9 @@ KVM_IOEVENTFD_FLAG_DEASSIGN = 1 << 2
 
 KVM_IOFD_FLAG_DEASSIGN = 1 << 0
 KVM_IOFD_FLAG_PIO = 1 << 1
+
+KVM_PIT_SPEAKER_DUMMY = 1
+"""KVM_CREATE_PIT2 flag: also claim ports 0x61-0x64 for a dummy PC speaker."""
 
 KVM_NR_INTERRUPTS = 256
 
@@ -162,6 +168,37 @@ class KvmIofd(ctypes.Structure):
         ("flags", c_uint32),
         ("pad", c_uint8 * 12),
     ]
+
+
+class KvmCoalescedMmioZone(ctypes.Structure):
+    """``struct kvm_coalesced_mmio_zone``: writes inside it are queued in the
+    ring instead of exiting.  ``pio`` shares a union with ``pad``."""
+
+    _fields_ = [("addr", c_uint64), ("size", c_uint32), ("pio", c_uint32)]
+
+
+class KvmCoalescedMmio(ctypes.Structure):
+    """``struct kvm_coalesced_mmio``: one queued write in the ring."""
+
+    _fields_ = [
+        ("phys_addr", c_uint64),
+        ("len", c_uint32),
+        ("pio", c_uint32),
+        ("data", c_uint8 * 8),
+    ]
+
+
+class KvmCoalescedMmioRing(ctypes.Structure):
+    """``struct kvm_coalesced_mmio_ring``: KVM appends at ``last``, the VMM
+    consumes from ``first``; the entries fill the rest of the page."""
+
+    _fields_ = [("first", c_uint32), ("last", c_uint32), ("coalesced_mmio", KvmCoalescedMmio * 0)]
+
+
+class KvmPitConfig(ctypes.Structure):
+    """``struct kvm_pit_config`` (KVM_CREATE_PIT2)."""
+
+    _fields_ = [("flags", c_uint32), ("pad", c_uint32 * 15)]
 
 
 class KvmRunIo(ctypes.Structure):
@@ -257,8 +294,14 @@ KVM_CREATE_VCPU = IO(KVMIO, 0x41)
 KVM_SET_USER_MEMORY_REGION = IOW(KVMIO, 0x46, KvmUserspaceMemoryRegion)
 KVM_SET_TSS_ADDR = IO(KVMIO, 0x47)
 KVM_CREATE_IRQCHIP = IO(KVMIO, 0x60)
+KVM_REGISTER_COALESCED_MMIO = IOW(KVMIO, 0x67, KvmCoalescedMmioZone)
+KVM_UNREGISTER_COALESCED_MMIO = IOW(KVMIO, 0x68, KvmCoalescedMmioZone)
+KVM_CREATE_PIT2 = IOW(KVMIO, 0x77, KvmPitConfig)
 KVM_IOEVENTFD = IOW(KVMIO, 0x79, KvmIoeventfd)
-KVM_IOFD = IOW(KVMIO, 0xD6, KvmIofd)
+KVM_IOFD_NR = 0xD6
+"""KVM_IOFD's ioctl number, kept apart so the fuzzer can encode it with a
+wrong struct size."""
+KVM_IOFD = IOW(KVMIO, KVM_IOFD_NR, KvmIofd)
 # vCPU ioctls.
 KVM_RUN = IO(KVMIO, 0x80)
 KVM_GET_REGS = IOR(KVMIO, 0x81, KvmRegs)
@@ -302,6 +345,10 @@ _STRUCTS: dict[str, type] = {
     "kvm_userspace_memory_region": KvmUserspaceMemoryRegion,
     "kvm_ioeventfd": KvmIoeventfd,
     "kvm_iofd": KvmIofd,
+    "kvm_coalesced_mmio_zone": KvmCoalescedMmioZone,
+    "kvm_coalesced_mmio": KvmCoalescedMmio,
+    "kvm_coalesced_mmio_ring": KvmCoalescedMmioRing,
+    "kvm_pit_config": KvmPitConfig,
 }
 
 _OFFSETS: dict[str, tuple[str, ...]] = {
@@ -376,6 +423,10 @@ _OFFSETS: dict[str, tuple[str, ...]] = {
     ),
     "kvm_ioeventfd": ("datamatch", "addr", "len", "fd", "flags", "pad"),
     "kvm_iofd": ("addr", "len", "fd", "flags", "pad"),
+    "kvm_coalesced_mmio_zone": ("addr", "size", "pio"),
+    "kvm_coalesced_mmio": ("phys_addr", "len", "pio", "data"),
+    "kvm_coalesced_mmio_ring": ("first", "last", "coalesced_mmio"),
+    "kvm_pit_config": ("flags", "pad"),
 }
 
 _CONSTANTS: tuple[str, ...] = (
@@ -389,6 +440,9 @@ _CONSTANTS: tuple[str, ...] = (
     "KVM_SET_USER_MEMORY_REGION",
     "KVM_SET_TSS_ADDR",
     "KVM_CREATE_IRQCHIP",
+    "KVM_REGISTER_COALESCED_MMIO",
+    "KVM_UNREGISTER_COALESCED_MMIO",
+    "KVM_CREATE_PIT2",
     "KVM_IOEVENTFD",
     "KVM_IOFD",
     "KVM_RUN",
@@ -400,6 +454,7 @@ _CONSTANTS: tuple[str, ...] = (
     "KVM_CAP_USER_MEMORY",
     "KVM_CAP_SET_TSS_ADDR",
     "KVM_CAP_NR_MEMSLOTS",
+    "KVM_CAP_COALESCED_MMIO",
     "KVM_CAP_IOEVENTFD",
     "KVM_CAP_IOEVENTFD_NO_LENGTH",
     "KVM_CAP_IOEVENTFD_ANY_LENGTH",
@@ -417,6 +472,7 @@ _CONSTANTS: tuple[str, ...] = (
     "KVM_IOEVENTFD_FLAG_DEASSIGN",
     "KVM_IOFD_FLAG_DEASSIGN",
     "KVM_IOFD_FLAG_PIO",
+    "KVM_PIT_SPEAKER_DUMMY",
     "KVM_NR_INTERRUPTS",
     "SYNC_REGS_SIZE_BYTES",
 )

@@ -36,6 +36,12 @@ TSS_ADDR = 0xFFFBD000
 WATCHDOG_PERIOD_S = 0.01
 """After the deadline, re-send SIGALRM this often until KVM_RUN notices."""
 
+# Control register bits an OS sets before it uses SSE (Intel SDM vol. 3A, SSE initialisation).
+CR0_MP = 1 << 1  # monitor coprocessor: WAIT/FWAIT honour TS
+CR0_EM = 1 << 2  # x87 emulation: when set, SSE instructions raise #UD
+CR0_TS = 1 << 3  # task switched: when set, SSE instructions raise #NM
+CR4_OSFXSR = 1 << 9  # OS supports FXSAVE/FXRSTOR: when clear, SSE instructions raise #UD
+
 
 class Loadable(Protocol):
     """Machine code and where it expects to run (a guest program)."""
@@ -190,7 +196,7 @@ class Vm:
 
     # -- capabilities and devices ------------------------------------------------
     def check_extension(self, cap: int) -> int:
-        """KVM_CHECK_EXTENSION on the VM fd (per-VM answers, e.g. the iofd limit)."""
+        """KVM_CHECK_EXTENSION on the VM fd (per-VM answers, e.g. the coalesced ring's page)."""
         return _ioctl(self.fd, uapi.KVM_CHECK_EXTENSION, cap)
 
     def kvm_check_extension(self, cap: int) -> int:
@@ -200,6 +206,20 @@ class Vm:
     def create_irqchip(self) -> None:
         """In-kernel PIC/IOAPIC/LAPIC; afterwards KVM handles HLT and the PIC ports."""
         _ioctl(self.fd, uapi.KVM_CREATE_IRQCHIP)
+
+    def create_pit2(self, *, speaker_dummy: bool = False) -> None:
+        """In-kernel i8254 PIT at ports 0x40-0x43 (KVM_CREATE_PIT2, after
+        :meth:`create_irqchip`); ``speaker_dummy`` also claims 0x61-0x64 for
+        a dummy PC speaker (KVM_PIT_SPEAKER_DUMMY)."""
+        config = uapi.KvmPitConfig(flags=uapi.KVM_PIT_SPEAKER_DUMMY if speaker_dummy else 0)
+        _ioctl(self.fd, uapi.KVM_CREATE_PIT2, config)
+
+    def register_coalesced_mmio(self, addr: int, size: int, *, pio: bool = False) -> None:
+        """KVM_REGISTER_COALESCED_MMIO: guest writes inside [addr, addr+size)
+        (ports with ``pio``) are queued in the ring (:meth:`Vcpu.take_coalesced`)
+        and make no exit of their own."""
+        zone = uapi.KvmCoalescedMmioZone(addr=addr, size=size, pio=int(pio))
+        _ioctl(self.fd, uapi.KVM_REGISTER_COALESCED_MMIO, zone)
 
     def ioeventfd(
         self,
@@ -345,6 +365,23 @@ class Vcpu:
     def set_sregs(self, sregs: uapi.KvmSregs) -> None:
         _ioctl(self.fd, uapi.KVM_SET_SREGS, sregs)
 
+    def set_segment_base(self, seg: str, base: int) -> None:
+        """Point a segment's hidden base anywhere, selector unchanged, so one
+        real-mode access through it (an override prefix) reaches addresses
+        such as the IOAPIC's that DS = 0 cannot."""
+        sregs = self.get_sregs()
+        getattr(sregs, seg).base = base
+        self.set_sregs(sregs)
+
+    def enable_sse(self) -> None:
+        """Let the guest run SSE instructions (a 16-byte ``movdqu``): without
+        CR4.OSFXSR they raise #UD even in real mode, and so they do with
+        CR0.EM set; CR0.TS would make them raise #NM."""
+        sregs = self.get_sregs()
+        sregs.cr4 |= CR4_OSFXSR
+        sregs.cr0 = (sregs.cr0 | CR0_MP) & ~(CR0_EM | CR0_TS)
+        self.set_sregs(sregs)
+
     def rip(self) -> int | None:
         """Guest RIP for error messages; None if even that fails."""
         try:
@@ -451,6 +488,30 @@ class Vcpu:
             value = (handler(Exit("mmio", mmio.phys_addr, size, False)) if handler else 0) or 0
             data = (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
             ctypes.memmove(mmio.data, data.ljust(8, b"\0"), 8)
+
+    def take_coalesced(self) -> list[Exit]:
+        """Consume the coalesced MMIO ring: the writes KVM queued instead of
+        exiting, oldest first, each as the :class:`Exit` it would have been.
+
+        The ring is the VM's, shown in every vCPU's mapping at the page that
+        KVM_CHECK_EXTENSION(KVM_CAP_COALESCED_MMIO) names.  KVM appends at
+        ``last``; moving ``first`` up to it frees the entries, as a VMM does.
+        """
+        page = self.vm.check_extension(uapi.KVM_CAP_COALESCED_MMIO)
+        if not page or (page + 1) * mmap.PAGESIZE > self._map_size:
+            raise RuntimeError(f"no coalesced MMIO ring in the vCPU mapping (page offset {page})")
+        ring_addr = self._map_addr + page * mmap.PAGESIZE
+        ring = uapi.KvmCoalescedMmioRing.from_address(ring_addr)
+        entry_size = ctypes.sizeof(uapi.KvmCoalescedMmio)
+        capacity = (mmap.PAGESIZE - ctypes.sizeof(uapi.KvmCoalescedMmioRing)) // entry_size
+        first_entry = ring_addr + uapi.KvmCoalescedMmioRing.coalesced_mmio.offset
+        taken = []
+        while ring.first != ring.last:
+            entry = uapi.KvmCoalescedMmio.from_address(first_entry + ring.first * entry_size)
+            data = int.from_bytes(bytes(entry.data)[: entry.len], "little")
+            taken.append(Exit("io" if entry.pio else "mmio", entry.phys_addr, entry.len, True, data))
+            ring.first = (ring.first + 1) % capacity
+        return taken
 
     def describe_exit(self) -> str:
         """Extra detail for the exit reasons that carry some."""

@@ -51,6 +51,13 @@ ENCODINGS: list[tuple[str, Callable[[Asm], None], str]] = [
     ("int3", lambda a: a.int3(), "cc"),
     ("ud2", lambda a: a.ud2(), "0f 0b"),
     ("lidt [disp16]", lambda a: a.lidt(0x0900), "0f 01 1e 00 09"),
+    ("mov es:[moffs], al", lambda a: a.store(0x0000, "al", seg="es"), "26 a2 00 00"),
+    ("mov es:[moffs], eax", lambda a: a.store(0x00FF, "eax", seg="es"), "26 66 a3 ff 00"),
+    ("mov es:[disp16], bl", lambda a: a.store(0x0010, "bl", seg="es"), "26 88 1e 10 00"),
+    ("mov ds:[moffs], al", lambda a: a.store(0xC000, "al", seg="ds"), "a2 00 c0"),  # no prefix
+    ("movdqu xmm0, [disp16]", lambda a: a.movdqu_load("xmm0", 0x0C00), "f3 0f 6f 06 00 0c"),
+    ("movdqu [disp16], xmm0", lambda a: a.movdqu_store(0x9100, "xmm0"), "f3 0f 7f 06 00 91"),
+    ("movdqu [disp16], xmm3", lambda a: a.movdqu_store(0x9100, "xmm3"), "f3 0f 7f 1e 00 91"),
 ]
 
 
@@ -84,6 +91,9 @@ def test_branches_resolve_backward_and_forward() -> None:
         (lambda a: a.mov_reg("eax", "bx"), "sizes differ"),
         (lambda a: a.or_reg("al", "bx"), "sizes differ"),
         (lambda a: a.mov_imm("r8", 0), "unknown register"),
+        (lambda a: a.movdqu_store(0x9100, "xmm8"), "unknown SSE register"),
+        (lambda a: a.movdqu_load("eax", 0x0C00), "unknown SSE register"),
+        (lambda a: a.store(0, "al", seg="xs"), "unknown segment"),
         (lambda a: (a.jmp("nowhere"), a.assemble()), "undefined label"),
         (lambda a: (a.label("x"), a.label("x")), "defined twice"),
         (lambda a: (a.label("x"), [a.nop() for _ in range(200)], a.jnz("x"), a.assemble()), "rel8"),
@@ -126,6 +136,8 @@ def all_programs() -> list[Program]:
     )
     return [
         *sized,
+        programs.wide_store(programs.MMIO_BASE + 0x100),
+        programs.es_write(0x00FF, 4),
         programs.cpuid_loop(5),
         programs.elcr_write_loop(5),
         programs.halt_only(),
@@ -141,6 +153,8 @@ FINISHING = [p for p in all_programs() if p.name not in ("halt_only", "spin_fore
 def test_memory_map_is_consistent() -> None:
     assert programs.RESULT_ADDR + 4 <= programs.LOAD_ADDR
     assert programs.IDT_DESC_ADDR + 6 <= programs.LOAD_ADDR
+    assert programs.IDT_DESC_ADDR + 6 <= programs.XMM_DATA_ADDR
+    assert programs.XMM_DATA_ADDR + 16 <= programs.LOAD_ADDR
     assert programs.MMIO_BASE >= programs.RAM_SIZE
     assert programs.MMIO_BASE <= programs.MMIO_ADDR < programs.MMIO_LIMIT <= 0x10000
     for program in all_programs():
@@ -175,6 +189,10 @@ def test_cpuid_loop_counts_outside_cpuid_clobbers() -> None:
         lambda: programs.pio_write_loop(1, size=2, port=0xFFFF),
         lambda: programs.pio_write_loop(1 << 32),
         lambda: programs.pio_write_loop(1, size=8),
+        lambda: programs.wide_store(0xFFF8),  # past 64 KiB
+        lambda: programs.wide_store(programs.MMIO_ADDR, data=bytes(8)),
+        lambda: programs.es_write(0xFFFF, size=2),
+        lambda: programs.es_write(0, size=8),
     ],
 )
 def test_programs_reject_bad_parameters(make: Callable[[], Program]) -> None:
@@ -186,16 +204,19 @@ def test_programs_reject_bad_parameters(make: Callable[[], Program]) -> None:
 OBJDUMP = shutil.which("objdump")
 ALIASES = {"jne": "jnz", "lidtw": "lidt"}
 BRANCHES = {"jnz", "jmp", "loop"}
+SIZE_PTR = re.compile(r"^[A-Z]+ PTR ")
 OBJDUMP_LINE = re.compile(r"^\s*([0-9a-f]+):\s+((?:[0-9a-f]{2} )+)\s*(\S+)\s*(.*)$")
 
 
 def _operand(text: str) -> str | int:
-    """Canonical operand: register name, ('[', address) memory, or number."""
-    text = text.strip()
-    if text.startswith("ds:"):
-        return f"[{int(text[3:], 0):#x}]"
-    if text.startswith("["):
-        return f"[{int(text[1:-1], 0):#x}]"
+    """Canonical operand: register name, memory as ``[addr]`` (DS) or
+    ``es:[addr]``, or number.  objdump writes ``XMMWORD PTR ds:0xc00`` and
+    ``es:0xff`` where the listing has ``[0x0c00]`` and ``es:[0x00ff]``."""
+    text = SIZE_PTR.sub("", text.strip())
+    seg, _, addr = text.rpartition(":")
+    if seg or addr.startswith("["):
+        prefix = "" if seg in ("", "ds") else f"{seg}:"
+        return f"{prefix}[{int(addr.strip('[]'), 0):#x}]"
     try:
         return int(text, 0)
     except ValueError:

@@ -38,3 +38,20 @@ def test_unknown_accel_override(tmp_path: Path) -> None:
                                             "KVM_IOFD_ACCEL": "hvf"})
     # The missing kernel is found first; either way a one-line error.
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_no_copy_to_send_without_a_git_identity(tmp_path: Path) -> None:
+    src = tmp_path / "linux"
+    for f in ("Makefile", "virt/kvm/kvm_main.c", "arch/x86/Kconfig"):
+        (src / f).parent.mkdir(parents=True, exist_ok=True)
+        (src / f).write_text("\n")
+    git = ["git", "-C", str(src), "-c", "user.name=x", "-c", "user.email=x@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "base"], check=True)
+    (tmp_path / "gitconfig").write_text("")
+    r = harness("patches", "--send", env={"KVM_IOFD_CACHE": str(tmp_path / "cache"),
+                                          "KERNEL_SRC": str(src), "GIT_CONFIG_NOSYSTEM": "1",
+                                          "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")})
+    assert_clear_error(r, "a sendable series needs your git user.name and user.email")
+    assert "git config --global user.name" in r.stderr

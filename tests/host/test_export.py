@@ -1,4 +1,5 @@
-"""`make patches` on an unchanged tree reproduces kernel-patch/ (dates and base aside)."""
+"""`make patches` on an unchanged tree reproduces kernel-patch/ (dates and base aside),
+and the copy to send differs from it only in the identity."""
 
 from pathlib import Path
 
@@ -8,16 +9,21 @@ from harness import paths
 from harness.errors import HarnessError
 from harness.kernel import export, source
 from harness.kernel.pipeline import last_built
+from harness.kernel.source import KernelTree
 from harness.settings import from_env
 
 
-def test_export_reproduces_kernel_patch(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tree() -> KernelTree:
     cfg = from_env().with_flavour("default")
     try:
         last_built(cfg)
     except HarnessError as e:
         pytest.skip(f"needs the harness's kernel tree: {e}")
-    tree = source.tree(cfg.cache, cfg.kernel_src)
+    return source.tree(cfg.cache, cfg.kernel_src)
+
+
+def test_export_reproduces_kernel_patch(tree: KernelTree, tmp_path: Path) -> None:
     made = export.export(tree, paths.KERNEL_PATCH_DIR, out=tmp_path)
     mine = sorted(paths.KERNEL_PATCH_DIR.glob("*.patch"))
     assert [p.name for p in made] == [p.name for p in mine]
@@ -25,6 +31,20 @@ def test_export_reproduces_kernel_patch(tmp_path: Path) -> None:
         assert export.normalized(new) == export.normalized(old), new.name
     assert (tmp_path / export.SEND_TO).read_text() == \
         (paths.KERNEL_PATCH_DIR / export.SEND_TO).read_text()
+
+
+def test_the_copy_to_send_is_kernel_patch_from_the_user(tree: KernelTree, tmp_path: Path) -> None:
+    """Only the identity differs, and checkpatch --strict (run by the export) passes on it."""
+    me = export.Sender("Ada Lovelace", "ada@example.org")
+    made = export.export(tree, paths.KERNEL_PATCH_DIR, out=tmp_path, by=me)
+    mine = sorted(paths.KERNEL_PATCH_DIR.glob("*.patch"))
+    assert [p.name for p in made] == [p.name for p in mine]
+    for new, old in zip(made, mine, strict=True):
+        want = export.normalized(old).replace(export.PLACEHOLDER, str(me)).replace(
+            "kvm-iofd <kvm-iofd@localhost>", str(me)).replace("KVM_IOFD developers (", "Ada Lovelace (")
+        assert export.normalized(new) == want, new.name
+    assert (tmp_path / export.SEND_TO).read_text() == \
+        (paths.KERNEL_PATCH_DIR / export.SEND_TO).read_text().removeprefix(export.NOT_FOR_SENDING)
 
 
 def test_reroll_adds_a_changelog(tmp_path: Path) -> None:

@@ -153,6 +153,16 @@ def test_kvm_iofd_struct_matches_the_patch() -> None:
     assert (uapi.KVM_IOFD_FLAG_DEASSIGN, uapi.KVM_IOFD_FLAG_PIO) == (1, 2)
 
 
+def test_structs_the_kernel_reads_have_their_documented_sizes() -> None:
+    """Worked out by hand from the mainline header, so a wrong struct is
+    caught even where the C probe cannot run."""
+    assert uapi.LAYOUT["sizeof(struct kvm_coalesced_mmio_zone)"] == 16
+    assert uapi.LAYOUT["sizeof(struct kvm_coalesced_mmio)"] == 24
+    assert uapi.LAYOUT["sizeof(struct kvm_pit_config)"] == 64
+    assert uapi.KVM_CREATE_PIT2 == 0x4040AE77
+    assert uapi.KVM_REGISTER_COALESCED_MMIO == 0x4010AE67
+
+
 def test_kvm_run_exit_union_is_256_bytes() -> None:
     start = uapi.LAYOUT["offsetof(struct kvm_run, io)"]
     end = uapi.LAYOUT["offsetof(struct kvm_run, kvm_valid_regs)"]
@@ -174,7 +184,7 @@ def test_ioctl_encoding(number: int, expected: int) -> None:
 
 
 def test_ioctl_takes_ctypes_types() -> None:
-    assert ioctl.IOW(0xAE, 0xD6, uapi.KvmIofd) == ioctl.IOW(0xAE, 0xD6, 32)
+    assert ioctl.IOW(0xAE, 0xDB, uapi.KvmIofd) == ioctl.IOW(0xAE, 0xDB, 32)
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,13 @@ def efd() -> Iterator[int]:
     os.close(fd)
 
 
+@pytest.fixture
+def efd2() -> Iterator[int]:
+    fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    yield fd
+    os.close(fd)
+
+
 def eventfd_count(fd: int) -> int:
     """Read and reset the eventfd counter; 0 if it was never signalled."""
     try:
@@ -204,6 +211,76 @@ def test_ioeventfd_deassign(vm: Vm, efd: int) -> None:
     with pytest.raises(OSError) as excinfo:
         vm.ioeventfd(programs.PIO_PORT, 1, efd, pio=True, deassign=True)
     assert excinfo.value.errno == errno.ENOENT
+
+
+# --- in-kernel devices and coalesced writes -------------------------------------------------
+@pytest.mark.parametrize("bus", ["pio", "mmio"])
+def test_coalesced_writes_queue_in_the_ring(vm: Vm, bus: str) -> None:
+    addr = programs.PIO_PORT if bus == "pio" else programs.MMIO_ADDR
+    vm.register_coalesced_mmio(addr, 4, pio=bus == "pio")
+    result = run(vm, programs.access_sequence([Access(bus, addr, 2)] * 3))
+    assert result.exits == 1
+    kind = "io" if bus == "pio" else "mmio"
+    assert vm.vcpus[0].take_coalesced() == [Exit(kind, addr, 2, True, programs.PATTERN & 0xFFFF)] * 3
+    assert vm.vcpus[0].take_coalesced() == []  # taking them freed them
+
+
+@pytest.mark.parametrize("irqchip", [False, True])
+def test_es_write_reaches_the_ioapic(vm: Vm, irqchip: bool) -> None:
+    """ES's base moved to 0xfec00000 reaches the IOAPIC from real mode: the
+    in-kernel one takes the write; without it the write exits there."""
+    if irqchip:
+        vm.create_irqchip()
+    vm.load(programs.es_write(0, 1))
+    vcpu = vm.create_vcpu()
+    vcpu.set_segment_base("es", 0xFEC00000)
+    seen: list[Exit] = []
+    vcpu.run_to_halt(handler=seen.append, timeout_s=10)
+    assert seen == ([] if irqchip else [Exit("mmio", 0xFEC00000, 1, True, programs.PATTERN & 0xFF)])
+
+
+@pytest.mark.parametrize("speaker_dummy", [False, True])
+def test_pit2_claims_the_speaker_port_only_with_the_dummy_flag(vm: Vm, speaker_dummy: bool) -> None:
+    vm.create_irqchip()
+    vm.create_pit2(speaker_dummy=speaker_dummy)
+    seen: list[Exit] = []
+    run(vm, programs.access_sequence([Access("pio", 0x43, 1), Access("pio", 0x61, 1)]), seen.append)
+    assert seen == ([] if speaker_dummy else [Exit("io", 0x61, 1, True, programs.PATTERN & 0xFF)])
+
+
+# --- how KVM splits one guest access into io bus accesses -------------------------------------
+WIDE_ADDR = 0x9100
+
+
+def run_sse(vm: Vm, program: Program, handler: Callable[[Exit], int | None] | None = None) -> RunResult:
+    vm.load(program)
+    vcpu = vm.create_vcpu()
+    vcpu.enable_sse()
+    return vcpu.run_to_halt(handler=handler, timeout_s=10)
+
+
+def test_sse_store_is_two_8_byte_bus_writes(vm: Vm, efd: int, efd2: int) -> None:
+    vm.ioeventfd(WIDE_ADDR, 8, efd)
+    vm.ioeventfd(WIDE_ADDR + 8, 8, efd2)
+    assert run_sse(vm, programs.wide_store(WIDE_ADDR)).exits == 1
+    assert (eventfd_count(efd), eventfd_count(efd2)) == (1, 1)
+
+
+def test_sse_store_exits_with_the_8_bytes_no_device_took(vm: Vm, efd: int) -> None:
+    vm.ioeventfd(WIDE_ADDR, 8, efd)
+    seen: list[Exit] = []
+    result = run_sse(vm, programs.wide_store(WIDE_ADDR), seen.append)
+    high = int.from_bytes(programs.WIDE_PATTERN[8:], "little")
+    assert seen == [Exit("mmio", WIDE_ADDR + 8, 8, True, high)]
+    assert (result.exits, eventfd_count(efd)) == (2, 1)
+
+
+def test_page_crossing_store_is_one_bus_write_per_page(vm: Vm, efd: int, efd2: int) -> None:
+    boundary = programs.MMIO_ADDR
+    vm.ioeventfd(boundary - 2, 2, efd)
+    vm.ioeventfd(boundary, 2, efd2)
+    assert run(vm, programs.access_sequence([Access("mmio", boundary - 2, 4)])).exits == 1
+    assert (eventfd_count(efd), eventfd_count(efd2)) == (1, 1)
 
 
 # --- misbehaving guests --------------------------------------------------------------------
