@@ -1,5 +1,5 @@
 """The benchmark runner on the real patched kernel, with tiny N; runs as root
-inside the test VM (tests/vm/test_payload_in_vm.py loads the doorbell first).
+inside the test VM (tests/vm/test_in_vm.py loads the doorbell first).
 
 What ``make bench`` reports is only as good as these counts: each mode's
 writes must take exactly the path its name says (1 KVM_RUN return or N + 1)

@@ -37,7 +37,7 @@ class Forwarder:
         self.port = self.listener.getsockname()[1]
         self.socks: list[socket.socket] = []
         self.cut_done = False
-        threading.Thread(address=self._accept, daemon=True).start()
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
         while True:
@@ -48,7 +48,7 @@ class Forwarder:
             b = socket.create_connection(("127.0.0.1", self.to_port))
             self.socks += [a, b]
             for src, dst in ((a, b), (b, a)):
-                threading.Thread(address=self._pump, args=(src, dst), daemon=True).start()
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
