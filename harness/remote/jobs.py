@@ -17,12 +17,12 @@ from typing import Any
 from harness import machine
 from harness.bench import report
 from harness.bench.measure import RAW, measure
-from harness.errors import HarnessError
 from harness.progress import say
 from harness.remote import setup
 from harness.remote.address import Address
 from harness.remote.connection import Remote, RemoteError
 from payload.bench.modes import runner_timeout
+from payload.errors import ActionableError
 
 JUNIT = "junit-payload.xml"
 PYTEST_LOG = "pytest.log"
@@ -90,7 +90,7 @@ def _one(address: Address, out_root: Path, local_kos: dict[str, Path], with_pyte
                 job(host, out, outcome)
             finally:
                 _cleanup(host)
-    except HarnessError as e:
+    except ActionableError as e:  # a HarnessError, or a CountMismatch from the payload's checks
         outcome.error = str(e) if str(e).startswith(f"{address.label}:") else f"{address.label}: {e}"
     except Exception as e:  # a bug here must not lose the other hosts' results
         (out / "error.log").write_text(traceback.format_exc())

@@ -288,3 +288,35 @@ def test_a_hosts_failures_are_named_and_show_the_end_of_the_output() -> None:
         host.check(Result("on stdout", "on stderr", 3), "the probe")
     ok = Result("", "", 0)
     assert host.check(ok, "the probe") is ok
+
+
+def test_a_count_mismatch_on_a_host_is_its_error_not_a_crash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CountMismatch comes from the payload's checks (not a HarnessError): a
+    host whose counts are off gets it as its error, with no traceback file."""
+    from harness.remote import jobs
+    from payload.bench.checks import CountMismatch
+
+    class FakeRemote:
+        def __init__(self, address: Address) -> None:
+            self.address = address
+
+        def __enter__(self) -> FakeRemote:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    host = type("FakeHost", (), {"info": {"hostname": "h"}})()
+    monkeypatch.setattr(jobs, "Remote", FakeRemote)
+    monkeypatch.setattr(jobs.setup, "open_host", lambda remote, kos, pytest: host)
+    monkeypatch.setattr(jobs, "_cleanup", lambda h: None)
+
+    def job(h: object, out: Path, outcome: Outcome) -> None:
+        raise CountMismatch(["iofd-pio trial 0: doorbell = 0, must be 5"])
+
+    address = Address(url="ssh://h", label="h", hostname="h", port=22, user="root")
+    outcome = jobs._one(address, tmp_path, {}, False, job)
+    assert outcome.error is not None and outcome.error.startswith("h: 1 count check(s) failed")
+    assert "doorbell = 0, must be 5" in outcome.error
+    assert not (tmp_path / "h" / "error.log").exists()
