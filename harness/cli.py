@@ -101,7 +101,8 @@ def cmd_kselftests(args: argparse.Namespace, cfg: Settings) -> int:
     with Session(Path(k.tree), opts, setup=(LOAD_KVM,)) as s:
         # The baseline decides what the planned runs go easy on: it runs all
         # tests with the runner's own limits.
-        verdict = kselftest.verdict(s, k.kselftests, base, budget, slowdown)
+        verdict = kselftest.verdict(s, k.kselftests, base, budget, slowdown,
+                                    kselftest.load_flaky())
     say(verdict.summary(k.release))
     error = verdict.error()
     if error is not None:

@@ -28,13 +28,16 @@ host's filesystem at the same paths.
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.machine import Machine
 
 BASELINE = Path(__file__).resolve().parent.parent / "tests" / "vm" / "kvm-selftests-baseline.txt"
+# Tests seen failing here on a kernel that passed them in another run, each
+# with its evidence: they are reported, not blamed on the series.
+FLAKY = BASELINE.with_name("kvm-selftests-flaky.txt")
 _STAMP = r"(?:(?P<t>\d+) )?"
 _RESULT = re.compile(_STAMP + r"(?P<not>not )?ok \d+ selftests: kvm: (?P<name>\S+)(?: # (?P<why>.*))?$")
 _START = re.compile(_STAMP + r"# selftests: kvm: (?P<name>\S+)$")
@@ -175,6 +178,8 @@ class Verdict:
     """Passed on the base, failed in the run, and failed again alone."""
     flaky: list[str]
     """Passed on the base, failed in the run, passed alone: not counted."""
+    excused: list[str] = field(default_factory=list)
+    """Failed in the run and again alone, but listed in :data:`FLAKY`: reported, not counted."""
 
     def summary(self, release: str, n_slowest: int = 8) -> str:
         """One line: counts (and the base's), time, slowest tests, flaky ones."""
@@ -186,6 +191,9 @@ class Verdict:
         if self.flaky:
             line += ("; failed once, passed alone with twice the limit (flaky here, not "
                      f"counted): {' '.join(self.flaky)}")
+        if self.excused:
+            line += (f"; failed twice but listed as flaky here in {FLAKY.name} (not counted): "
+                     f"{' '.join(self.excused)}")
         return line
 
     def error(self) -> HarnessError | None:
@@ -205,7 +213,7 @@ class Verdict:
 
 
 def verdict(machine: Machine, installed: str, base: dict[str, str], budget: int,
-            slowdown: int) -> Verdict:
+            slowdown: int, known_flaky: dict[str, str] | None = None) -> Verdict:
     """Run the selftests on *machine* within *budget* seconds and judge them
     against *base*.  With a base, the run is planned (:func:`run_planned`);
     without one (recording it), every test runs with the runner's limits
@@ -216,7 +224,9 @@ def verdict(machine: Machine, installed: str, base: dict[str, str], budget: int,
             else run(machine, installed, None, limit(installed, slowdown), budget))
     broken = regressions(base, done.results) if done.results and not done.overran else []
     confirmed = confirm(machine, installed, broken, slowdown)
-    return Verdict(done, base, installed, confirmed, [t for t in broken if t not in confirmed])
+    excused = [t for t in confirmed if t in (known_flaky or {})]
+    return Verdict(done, base, installed, [t for t in confirmed if t not in excused],
+                   [t for t in broken if t not in confirmed], excused)
 
 
 def parse(tap: str) -> dict[str, str]:
@@ -284,3 +294,13 @@ def load(path: Path = BASELINE) -> dict[str, str]:
     lines = [line.split() for line in path.read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     return {name: status for name, status in lines}
+
+
+def load_flaky(path: Path = FLAKY) -> dict[str, str]:
+    """Test name -> the evidence recorded for it in *path*."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, evidence = line.partition(" ")
+            out[name] = evidence.strip()
+    return out

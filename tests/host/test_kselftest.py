@@ -237,3 +237,26 @@ def test_recording_the_baseline_runs_every_test_with_the_runners_limits(installe
     assert "./run_kselftest.sh -c kvm 2>&1" in cmd  # all, and no -o override
     assert v.error() is None  # its failures are what the baseline records
     assert "base:" not in v.summary("r") and v.run.results["dirty_log_test"] == "fail"
+
+
+def test_a_listed_flaky_test_is_reported_not_counted(installed: str) -> None:
+    """Failing in the run and again alone fails the verdict, unless the test is
+    in the flaky list; then the summary names it and nothing else changes."""
+    run_out = ("1 ok 1 selftests: kvm: cpuid_test\n"
+               "2 not ok 2 selftests: kvm: steal_time # exit=1\n")
+    alone = ("3 not ok 1 selftests: kvm: steal_time # exit=1\n", 0)
+    base = {"cpuid_test": "pass", "steal_time": "pass"}
+    listed = kselftest.verdict(FakeGuest((run_out, 0), alone), installed, base, budget=1000,
+                               slowdown=1, known_flaky={"steal_time": "seen"})  # type: ignore[arg-type]
+    assert listed.error() is None and listed.excused == ["steal_time"]
+    assert "listed as flaky" in listed.summary("r") and "steal_time" in listed.summary("r")
+    unlisted = kselftest.verdict(FakeGuest((run_out, 0), alone), installed, base, budget=1000,
+                                 slowdown=1, known_flaky={"other": "seen"})  # type: ignore[arg-type]
+    assert unlisted.error() is not None and unlisted.regressions == ["steal_time"]
+
+
+def test_the_flaky_list_gives_evidence_for_each_test() -> None:
+    flaky = kselftest.load_flaky()
+    assert flaky, "an empty list: delete the file instead"
+    assert all(len(evidence) > 40 and "20" in evidence for evidence in flaky.values())
+    assert set(flaky) <= set(kselftest.load()), "only tests the baseline knows"

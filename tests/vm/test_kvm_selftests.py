@@ -21,7 +21,7 @@ def test_upstream_kvm_selftests_do_not_regress(vm: Session, kernel: Kernel,
                                                summary: Callable[[str], None]) -> None:
     slowdown = flavours.get(kernel.flavour).limit_multiplier
     verdict = kselftest.verdict(vm, kernel.kselftests, kselftest.load(), BUDGET * slowdown,
-                                slowdown)
+                                slowdown, kselftest.load_flaky())
     summary(verdict.summary(kernel.release, 5))
     error = verdict.error()
     assert error is None, str(error)
