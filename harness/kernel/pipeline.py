@@ -12,7 +12,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness import paths
+from harness import flavours, paths
 from harness.errors import HarnessError
 from harness.kernel import build, config, git, series, source
 from harness.settings import Settings
@@ -106,7 +106,7 @@ def last_built(settings: Settings) -> Kernel:
     name = settings.flavour.name
     rec = _record(settings.cache, name)
     if not rec.exists():
-        again = "" if name == "default" else f" FLAVOUR={name}"
+        again = "" if name == flavours.DEFAULT else f" FLAVOUR={name}"
         raise HarnessError(f"no {name} kernel has been built yet", f"run 'make build{again}'")
     k = Kernel(**json.loads(rec.read_text()))
     if not Path(k.bzimage).exists():

@@ -162,8 +162,8 @@ class Session:
             raise VmError("the VM is not running", "start the session first")
         n = next(self._n)
         script = self.xfer / f"cmd-{n}.sh"
-        exports = "".join(f"export {k}={_quote(v)}\n" for k, v in (env or {}).items())
-        script.write_text(f"cd {_quote(str(cwd))}\n{exports}{cmd}\n")
+        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in (env or {}).items())
+        script.write_text(f"cd {shlex.quote(str(cwd))}\n{exports}{cmd}\n")
         out, err, rc = (self.xfer / f"{k}-{n}" for k in ("out", "err", "rc"))
         self.child.sendline(f"bash {script} >{out} 2>{err} </dev/null; echo $? >{rc}; "
                             f"echo __DONE_{n}__")
@@ -243,10 +243,6 @@ def _copy(src: Path, dst: Path, what: str, hint: str | None) -> None:
         shutil.copyfile(src, dst)
     except OSError as e:
         raise HarnessError(f"{what} failed: {e}", hint) from None
-
-
-def _quote(s: str) -> str:
-    return "'" + s.replace("'", "'\\''") + "'"
 
 
 def _tail(log: Path, lines: int = 60) -> str:
