@@ -12,3 +12,16 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """"amd" or "intel": which hypercall instruction KVM intercepts here
+    (vmmcall or vmcall); "unknown" for anything else."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("vendor_id"):
+                name = line.split(":", 1)[1].strip()
+                return {"AuthenticAMD": "amd", "GenuineIntel": "intel"}.get(name, "unknown")
+    except OSError:
+        pass
+    return "unknown"

@@ -25,6 +25,7 @@ REGS8 = ("al", "cl", "dl", "bl", "ah", "ch", "dh", "bh")
 REGS16 = ("ax", "cx", "dx", "bx", "sp", "bp", "si", "di")
 REGS32 = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 REGS_XMM = tuple(f"xmm{i}" for i in range(8))
+REGS_MM = tuple(f"mm{i}" for i in range(8))
 
 ACCUMULATOR = {1: "al", 2: "ax", 4: "eax"}
 """The register ``in``/``out`` and the moffs forms of ``mov`` use, by size."""
@@ -61,6 +62,13 @@ def _xmm(name: str) -> int:
     if name not in REGS_XMM:
         raise ValueError(f"unknown SSE register {name!r}")
     return REGS_XMM.index(name)
+
+
+def _mm(name: str) -> int:
+    """ModRM number of an MMX register (``mm0`` .. ``mm7``)."""
+    if name not in REGS_MM:
+        raise ValueError(f"unknown MMX register {name!r}")
+    return REGS_MM.index(name)
 
 
 def _segment(seg: str) -> bytes:
@@ -224,6 +232,19 @@ class Asm:
         modrm = (_xmm(src) << 3) | MODRM_DISP16
         self._emit(bytes([MOVDQU, 0x0F, 0x7F, modrm]) + _imm(addr, 2), f"movdqu [{addr:#06x}], {src}")
 
+    def movq_load(self, dst: str, addr: int) -> None:
+        """``movq mm, [addr]``: 0F 6F /r with ModRM mod=00 rm=110 (disp16).
+        One 8-byte load: the 8-byte access KVM's instruction emulator decodes
+        (its tables have MMX ``movq``, not SSE's 8-byte forms)."""
+        modrm = (_mm(dst) << 3) | MODRM_DISP16
+        self._emit(bytes([0x0F, 0x6F, modrm]) + _imm(addr, 2), f"movq {dst}, [{addr:#06x}]")
+
+    def movq_store(self, addr: int, src: str) -> None:
+        """``movq [addr], mm``: 0F 7F /r with ModRM mod=00 rm=110 (disp16).
+        One 8-byte store."""
+        modrm = (_mm(src) << 3) | MODRM_DISP16
+        self._emit(bytes([0x0F, 0x7F, modrm]) + _imm(addr, 2), f"movq [{addr:#06x}], {src}")
+
     def or_reg(self, dst: str, src: str) -> None:
         """``or r/m, r`` register form: 08 /r (8-bit), [66] 09 /r, ModRM mod=11 reg=src rm=dst."""
         d, s = reg(dst), reg(src)
@@ -291,3 +312,57 @@ class Asm:
         loads IDTR from a 6-byte limit:base pseudo-descriptor."""
         modrm = (3 << 3) | MODRM_DISP16
         self._emit(bytes([0x0F, 0x01, modrm]) + _imm(addr, 2), f"lidt [{addr:#06x}]")
+
+    # -- protected-mode entry and hypercalls --------------------------------------------
+    def inc(self, dst: str) -> None:
+        """``inc r16/r32``: 40+rw (one byte; the 66 prefix selects r32)."""
+        r = reg(dst)
+        if r.size == 1:
+            raise ValueError("inc of an 8-bit register is not needed here")
+        self._emit(_prefix(r.size) + bytes([0x40 + r.code]), f"inc {dst}")
+
+    def lgdt(self, addr: int) -> None:
+        """``lgdt [addr]``: 0F 01 /2 with ModRM mod=00 reg=2 rm=110 (disp16);
+        loads GDTR from a 6-byte limit:base pseudo-descriptor."""
+        modrm = (2 << 3) | MODRM_DISP16
+        self._emit(bytes([0x0F, 0x01, modrm]) + _imm(addr, 2), f"lgdt [{addr:#06x}]")
+
+    def mov_from_cr0(self, dst: str) -> None:
+        """``mov r32, cr0``: 0F 20 /r with mod=11 reg=0 (CR0) rm=dst.  No 66
+        prefix: moves to and from control registers are always 32 bits here."""
+        r = reg(dst)
+        if r.size != 4:
+            raise ValueError("control registers move through a 32-bit register")
+        self._emit(bytes([0x0F, 0x20, 0xC0 | r.code]), f"mov {dst}, cr0")
+
+    def mov_to_cr0(self, src: str) -> None:
+        """``mov cr0, r32``: 0F 22 /r with mod=11 reg=0 (CR0) rm=src."""
+        r = reg(src)
+        if r.size != 4:
+            raise ValueError("control registers move through a 32-bit register")
+        self._emit(bytes([0x0F, 0x22, 0xC0 | r.code]), f"mov cr0, {src}")
+
+    def mov_to_sreg(self, seg: str, src: str) -> None:
+        """``mov Sreg, r16``: 8E /r with mod=11 reg=Sreg rm=src.  In protected
+        mode this loads the descriptor the selector names from the GDT."""
+        sregs = ("es", "cs", "ss", "ds", "fs", "gs")
+        r = reg(src)
+        if seg not in sregs or seg == "cs" or r.size != 2:
+            raise ValueError(f"mov {seg}, {src}: needs ds/es/ss/fs/gs and a 16-bit register")
+        self._emit(bytes([0x8E, 0xC0 | (sregs.index(seg) << 3) | r.code]), f"mov {seg}, {src}")
+
+    def jmp_far_next(self, selector: int) -> None:
+        """``jmp ptr16:16`` to the next instruction: EA iw(offset) iw(selector).
+        After CR0.PE is set this loads CS from the GDT, which makes the CPU run
+        in protected mode at the selector's privilege level (0 here)."""
+        target = self.here + 5
+        self._emit(bytes([0xEA]) + _imm(target, 2) + _imm(selector, 2),
+                   f"jmp {selector:#x}:{target:#x}")
+
+    def vmmcall(self) -> None:
+        """``vmmcall``: 0F 01 D9, AMD's hypercall instruction."""
+        self._emit(bytes([0x0F, 0x01, 0xD9]), "vmmcall")
+
+    def vmcall(self) -> None:
+        """``vmcall``: 0F 01 C1, Intel's hypercall instruction."""
+        self._emit(bytes([0x0F, 0x01, 0xC1]), "vmcall")

@@ -31,3 +31,11 @@ DONE_PORT = 0x00F4
 ELCR_PORT = 0x04D0
 """PIC edge/level control register: emulated in the kernel once
 KVM_CREATE_IRQCHIP has run, so writes there never reach userspace."""
+
+GDT_ADDR = 0x0A00
+"""A three-entry GDT (null, 16-bit code, 16-bit data) that the protected-mode
+entry of :mod:`payload.guest.hypercall` writes and loads."""
+GDT_DESC_ADDR = 0x0A18
+"""Its 6-byte limit:base pseudo-descriptor, right after it."""
+STATUS_ADDR = 0x0808
+"""Where the hypercall programs store the last hypercall's status (EAX)."""

@@ -96,14 +96,14 @@ def _check_port(port: int, size: int) -> None:
         raise ValueError(f"port {port:#x}+{size} is outside the 64 KiB I/O space")
 
 
-def _check_count(n: int) -> None:
+def check_count(n: int) -> None:
     if not 0 <= n < (1 << 32):
         raise ValueError(f"loop count {n} must fit in ESI (0 .. 2**32-1)")
 
 
 def _loop(a: Asm, n: int, body: Callable[[], None]) -> None:
     """``esi = n; do { body } while (--esi)``, or nothing when n == 0."""
-    _check_count(n)
+    check_count(n)
     if n == 0:
         return
     a.mov_imm("esi", n)
@@ -113,7 +113,7 @@ def _loop(a: Asm, n: int, body: Callable[[], None]) -> None:
     a.jnz("top")
 
 
-def _finish(a: Asm, name: str, n: int, result: str | None = None) -> Program:
+def finish(a: Asm, name: str, n: int, result: str | None = None) -> Program:
     """Epilogue: store the result, report it on DONE_PORT, then halt forever."""
     if result is None:
         a.mov_imm("eax", 0)
@@ -142,7 +142,7 @@ def pio_write_loop(n: int, size: int = 1, port: int = PIO_PORT, value: int = PAT
     a.mov_imm("eax", value & _mask(4))
     a.mov_imm("dx", port)
     _loop(a, n, lambda: a.out_dx(size))
-    return _finish(a, f"pio_write{size}", n)
+    return finish(a, f"pio_write{size}", n)
 
 
 def pio_read_loop(n: int, size: int = 1, port: int = PIO_PORT) -> Program:
@@ -160,7 +160,7 @@ def pio_read_loop(n: int, size: int = 1, port: int = PIO_PORT) -> Program:
         a.or_reg(dst, acc)
 
     _loop(a, n, body)
-    return _finish(a, f"pio_read{size}", n, result="ebx")
+    return finish(a, f"pio_read{size}", n, result="ebx")
 
 
 def mmio_write_loop(n: int, size: int = 1, addr: int = MMIO_ADDR, value: int = PATTERN) -> Program:
@@ -169,7 +169,7 @@ def mmio_write_loop(n: int, size: int = 1, addr: int = MMIO_ADDR, value: int = P
     a = Asm(LOAD_ADDR)
     a.mov_imm("eax", value & _mask(4))
     _loop(a, n, lambda: a.store(addr, ACCUMULATOR[size]))
-    return _finish(a, f"mmio_write{size}", n)
+    return finish(a, f"mmio_write{size}", n)
 
 
 def mmio_read_loop(n: int, size: int = 1, addr: int = MMIO_ADDR) -> Program:
@@ -190,7 +190,7 @@ def mmio_read_loop(n: int, size: int = 1, addr: int = MMIO_ADDR) -> Program:
         a.or_reg(dst, acc)
 
     _loop(a, n, body)
-    return _finish(a, f"mmio_read{size}", n, result="ebx")
+    return finish(a, f"mmio_read{size}", n, result="ebx")
 
 
 def cpuid_loop(n: int) -> Program:
@@ -202,7 +202,7 @@ def cpuid_loop(n: int) -> Program:
         a.cpuid()
 
     _loop(a, n, body)
-    return _finish(a, "cpuid", n)
+    return finish(a, "cpuid", n)
 
 
 def elcr_write_loop(n: int) -> Program:
@@ -241,7 +241,7 @@ def access_sequence(accesses: list[Access] | tuple[Access, ...]) -> Program:
             raise ValueError(f"bus must be 'pio' or 'mmio', not {acc.bus!r}")
         if not acc.write:
             a.or_reg({1: "bl", 2: "bx", 4: "ebx"}[acc.size], reg)
-    return _finish(a, "access_sequence", len(accesses), result="ebx")
+    return finish(a, "access_sequence", len(accesses), result="ebx")
 
 
 def wide_store(addr: int, data: bytes = WIDE_PATTERN) -> Program:
@@ -261,7 +261,7 @@ def wide_store(addr: int, data: bytes = WIDE_PATTERN) -> Program:
         a.store(XMM_DATA_ADDR + off, "eax")
     a.movdqu_load("xmm0", XMM_DATA_ADDR)
     a.movdqu_store(addr, "xmm0")
-    return _finish(a, "wide_store", 1)
+    return finish(a, "wide_store", 1)
 
 
 def es_write(offset: int, size: int = 1, value: int = PATTERN) -> Program:
@@ -276,7 +276,7 @@ def es_write(offset: int, size: int = 1, value: int = PATTERN) -> Program:
     a = Asm(LOAD_ADDR)
     a.mov_imm("eax", value & _mask(4))
     a.store(offset, ACCUMULATOR[size], seg="es")
-    return _finish(a, f"es_write{size}", 1)
+    return finish(a, f"es_write{size}", 1)
 
 
 def spin_forever() -> Program:
@@ -305,3 +305,72 @@ def triple_fault() -> Program:
     a.hlt()
     a.jmp("halt")
     return _program("triple_fault", a)
+
+
+# --- the benchmark's loops: they count their own iterations -------------------------
+ITERATION_COUNTER = "edi"
+"""Register the benchmark loops count in, apart from the loop's own ESI: it
+starts at 0 and each iteration decrements it (the emitter has DEC, not
+INC), so DONE reports -iterations modulo 2**32.  A guest that skipped or
+repeated a loop body would report a different number than the N it was
+built for, which ESI, the loop's own exit condition, cannot show."""
+
+
+def _counted_loop(a: Asm, n: int, body: Callable[[], None]) -> None:
+    """``body`` ``n`` times, each followed by ``dec edi``."""
+    def counted() -> None:
+        body()
+        a.dec(ITERATION_COUNTER)
+
+    _loop(a, n, counted)
+
+
+def bench_write_loop(n: int, bus: str, addr: int, value: int = PATTERN,
+                     last: int | None = None, size: int = 1) -> Program:
+    """``n`` writes of ``size`` bytes to port or MMIO address ``addr``;
+    DONE reports -n (see :data:`ITERATION_COUNTER`).
+
+    With ``last``, the n-th write writes ``last`` instead of ``value``
+    (after a loop of n - 1), so the final value of a register that keeps
+    what is written identifies the last write and no other.
+    """
+    if bus == "pio":
+        _check_port(addr, size)
+    elif bus == "mmio":
+        _check_mmio(addr, size)
+    else:
+        raise ValueError(f"bus must be 'pio' or 'mmio', not {bus!r}")
+    check_count(n)
+    a = Asm(LOAD_ADDR)
+    a.mov_imm(ITERATION_COUNTER, 0)
+    a.mov_imm("eax", value & _mask(4))
+    if bus == "pio":
+        a.mov_imm("dx", addr)
+
+    def write() -> None:
+        if bus == "pio":
+            a.out_dx(size)
+        else:
+            a.store(addr, ACCUMULATOR[size])
+
+    if last is None or n == 0:
+        _counted_loop(a, n, write)
+    else:
+        _counted_loop(a, n - 1, write)
+        a.mov_imm("eax", last & _mask(4))
+        write()
+        a.dec(ITERATION_COUNTER)
+    return finish(a, f"bench_{bus}_write{size}", n, result=ITERATION_COUNTER)
+
+
+def bench_cpuid_loop(n: int) -> Program:
+    """``n`` CPUID(leaf 0), counted like :func:`bench_write_loop`."""
+    a = Asm(LOAD_ADDR)
+    a.mov_imm(ITERATION_COUNTER, 0)
+
+    def body() -> None:
+        a.mov_imm("eax", 0)
+        a.cpuid()
+
+    _counted_loop(a, n, body)
+    return finish(a, "bench_cpuid", n, result=ITERATION_COUNTER)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 from ctypes import c_char, c_int32, c_uint8, c_uint16, c_uint32, c_uint64
 
-from payload.kvm.ioctl import IO, IOR, IOW
+from payload.kvm.ioctl import IO, IOR, IOW, IOWR
 
 KVMIO = 0xAE
 KVM_API_VERSION = 12
@@ -29,8 +29,15 @@ KVM_CAP_IOEVENTFD = 36
 KVM_CAP_IOEVENTFD_NO_LENGTH = 100
 KVM_CAP_IOEVENTFD_ANY_LENGTH = 122
 KVM_CAP_IMMEDIATE_EXIT = 136
-KVM_CAP_IOFD = 239
-"""KVM_IOFD exists; KVM_CHECK_EXTENSION returns the per-VM registration limit."""
+KVM_CAP_HYPERV = 44
+KVM_CAP_HYPERV_EVENTFD = 154
+KVM_CAP_HYPERV_CPUID = 167
+KVM_CAP_IOFD = 260
+"""KVM_IOFD exists; KVM_CHECK_EXTENSION returns 1 (api.rst 8.42).  It is not a
+count: iofds are bounded per io bus, like every device there, at 1000 devices
+other than ioeventfds (NR_IOBUS_DEVS), then ENOSPC.  (Series v1 returned a
+per-VM limit of 256.)  A placeholder number far from mainline's, until a
+maintainer assigns one."""
 
 # --- exit reasons (kvm_run.exit_reason) -------------------------------------
 KVM_EXIT_UNKNOWN = 0
@@ -74,6 +81,7 @@ KVM_IOEVENTFD_FLAG_DEASSIGN = 1 << 2
 
 KVM_IOFD_FLAG_DEASSIGN = 1 << 0
 KVM_IOFD_FLAG_PIO = 1 << 1
+KVM_IOFD_FLAG_BUFFER = 1 << 2
 
 KVM_PIT_SPEAKER_DUMMY = 1
 """KVM_CREATE_PIT2 flag: also claim ports 0x61-0x64 for a dummy PC speaker."""
@@ -159,14 +167,18 @@ class KvmIoeventfd(ctypes.Structure):
 
 
 class KvmIofd(ctypes.Structure):
-    """``struct kvm_iofd``: our patch's range write notifier (32 bytes)."""
+    """``struct kvm_iofd``: our patch's doorbell register bank (32 bytes).
+
+    ``buffer`` (a user address) sits where v1 had the last 8 of 12 padding
+    bytes, so a binary that leaves it zero sees v1's behaviour."""
 
     _fields_ = [
         ("addr", c_uint64),
         ("len", c_uint32),
         ("fd", c_int32),
         ("flags", c_uint32),
-        ("pad", c_uint8 * 12),
+        ("pad", c_uint8 * 4),
+        ("buffer", c_uint64),
     ]
 
 
@@ -199,6 +211,73 @@ class KvmPitConfig(ctypes.Structure):
     """``struct kvm_pit_config`` (KVM_CREATE_PIT2)."""
 
     _fields_ = [("flags", c_uint32), ("pad", c_uint32 * 15)]
+
+
+class KvmCpuidEntry2(ctypes.Structure):
+    """``struct kvm_cpuid_entry2``: one CPUID leaf (and subleaf) a vCPU reports."""
+
+    _fields_ = [
+        ("function", c_uint32),
+        ("index", c_uint32),
+        ("flags", c_uint32),
+        ("eax", c_uint32),
+        ("ebx", c_uint32),
+        ("ecx", c_uint32),
+        ("edx", c_uint32),
+        ("padding", c_uint32 * 3),
+    ]
+
+
+class KvmCpuid2(ctypes.Structure):
+    """``struct kvm_cpuid2`` without its flexible array: the ioctl's size.
+    :func:`cpuid2` builds one with room for the entries."""
+
+    _fields_ = [("nent", c_uint32), ("padding", c_uint32)]
+
+
+def cpuid2(nent: int) -> ctypes.Structure:
+    """A ``struct kvm_cpuid2`` followed by ``nent`` entries."""
+
+    class Cpuid2(ctypes.Structure):
+        _fields_ = [("nent", c_uint32), ("padding", c_uint32), ("entries", KvmCpuidEntry2 * nent)]
+
+    return Cpuid2(nent=nent)
+
+
+class KvmMsrEntry(ctypes.Structure):
+    """``struct kvm_msr_entry``."""
+
+    _fields_ = [("index", c_uint32), ("reserved", c_uint32), ("data", c_uint64)]
+
+
+class KvmMsrs(ctypes.Structure):
+    """``struct kvm_msrs`` without its flexible array (see :func:`msrs`)."""
+
+    _fields_ = [("nmsrs", c_uint32), ("pad", c_uint32)]
+
+
+def msrs(values: dict[int, int]) -> ctypes.Structure:
+    """A ``struct kvm_msrs`` holding ``index -> value`` for KVM_SET_MSRS."""
+
+    class Msrs(ctypes.Structure):
+        _fields_ = [("nmsrs", c_uint32), ("pad", c_uint32), ("entries", KvmMsrEntry * len(values))]
+
+    m = Msrs(nmsrs=len(values))
+    for i, (index, data) in enumerate(values.items()):
+        m.entries[i].index, m.entries[i].data = index, data
+    return m
+
+
+class KvmHypervEventfd(ctypes.Structure):
+    """``struct kvm_hyperv_eventfd``: binds a Hyper-V connection id to an eventfd."""
+
+    _fields_ = [("conn_id", c_uint32), ("fd", c_int32), ("flags", c_uint32), ("padding", c_uint32 * 3)]
+
+
+KVM_HYPERV_CONN_ID_MASK = 0x00FFFFFF
+KVM_HYPERV_EVENTFD_DEASSIGN = 1 << 0
+HYPERV_CPUID_INTERFACE = 0x40000001
+HV_X64_MSR_GUEST_OS_ID = 0x40000000
 
 
 class KvmRunIo(ctypes.Structure):
@@ -298,16 +377,20 @@ KVM_REGISTER_COALESCED_MMIO = IOW(KVMIO, 0x67, KvmCoalescedMmioZone)
 KVM_UNREGISTER_COALESCED_MMIO = IOW(KVMIO, 0x68, KvmCoalescedMmioZone)
 KVM_CREATE_PIT2 = IOW(KVMIO, 0x77, KvmPitConfig)
 KVM_IOEVENTFD = IOW(KVMIO, 0x79, KvmIoeventfd)
-KVM_IOFD_NR = 0xD6
-"""KVM_IOFD's ioctl number, kept apart so the fuzzer can encode it with a
-wrong struct size."""
+KVM_IOFD_NR = 0xDB
+"""KVM_IOFD's ioctl number (a placeholder like KVM_CAP_IOFD), kept apart so
+the fuzzer can encode it with a wrong struct size."""
 KVM_IOFD = IOW(KVMIO, KVM_IOFD_NR, KvmIofd)
+KVM_HYPERV_EVENTFD = IOW(KVMIO, 0xBD, KvmHypervEventfd)
 # vCPU ioctls.
 KVM_RUN = IO(KVMIO, 0x80)
 KVM_GET_REGS = IOR(KVMIO, 0x81, KvmRegs)
 KVM_SET_REGS = IOW(KVMIO, 0x82, KvmRegs)
 KVM_GET_SREGS = IOR(KVMIO, 0x83, KvmSregs)
 KVM_SET_SREGS = IOW(KVMIO, 0x84, KvmSregs)
+KVM_SET_MSRS = IOW(KVMIO, 0x89, KvmMsrs)
+KVM_SET_CPUID2 = IOW(KVMIO, 0x90, KvmCpuid2)
+KVM_GET_SUPPORTED_HV_CPUID = IOWR(KVMIO, 0xC1, KvmCpuid2)
 
 
 # --- layout description for the C probe ---------------------------------------
@@ -349,6 +432,11 @@ _STRUCTS: dict[str, type] = {
     "kvm_coalesced_mmio": KvmCoalescedMmio,
     "kvm_coalesced_mmio_ring": KvmCoalescedMmioRing,
     "kvm_pit_config": KvmPitConfig,
+    "kvm_cpuid_entry2": KvmCpuidEntry2,
+    "kvm_cpuid2": KvmCpuid2,
+    "kvm_msr_entry": KvmMsrEntry,
+    "kvm_msrs": KvmMsrs,
+    "kvm_hyperv_eventfd": KvmHypervEventfd,
 }
 
 _OFFSETS: dict[str, tuple[str, ...]] = {
@@ -422,11 +510,16 @@ _OFFSETS: dict[str, tuple[str, ...]] = {
         "userspace_addr",
     ),
     "kvm_ioeventfd": ("datamatch", "addr", "len", "fd", "flags", "pad"),
-    "kvm_iofd": ("addr", "len", "fd", "flags", "pad"),
+    "kvm_iofd": ("addr", "len", "fd", "flags", "pad", "buffer"),
     "kvm_coalesced_mmio_zone": ("addr", "size", "pio"),
     "kvm_coalesced_mmio": ("phys_addr", "len", "pio", "data"),
     "kvm_coalesced_mmio_ring": ("first", "last", "coalesced_mmio"),
     "kvm_pit_config": ("flags", "pad"),
+    "kvm_cpuid_entry2": ("function", "index", "flags", "eax", "ebx", "ecx", "edx", "padding"),
+    "kvm_cpuid2": ("nent", "padding"),
+    "kvm_msr_entry": ("index", "reserved", "data"),
+    "kvm_msrs": ("nmsrs", "pad"),
+    "kvm_hyperv_eventfd": ("conn_id", "fd", "flags", "padding"),
 }
 
 _CONSTANTS: tuple[str, ...] = (
@@ -445,6 +538,10 @@ _CONSTANTS: tuple[str, ...] = (
     "KVM_CREATE_PIT2",
     "KVM_IOEVENTFD",
     "KVM_IOFD",
+    "KVM_HYPERV_EVENTFD",
+    "KVM_SET_MSRS",
+    "KVM_SET_CPUID2",
+    "KVM_GET_SUPPORTED_HV_CPUID",
     "KVM_RUN",
     "KVM_GET_REGS",
     "KVM_SET_REGS",
@@ -460,6 +557,11 @@ _CONSTANTS: tuple[str, ...] = (
     "KVM_CAP_IOEVENTFD_ANY_LENGTH",
     "KVM_CAP_IMMEDIATE_EXIT",
     "KVM_CAP_IOFD",
+    "KVM_CAP_HYPERV",
+    "KVM_CAP_HYPERV_EVENTFD",
+    "KVM_CAP_HYPERV_CPUID",
+    "KVM_HYPERV_CONN_ID_MASK",
+    "KVM_HYPERV_EVENTFD_DEASSIGN",
     *sorted(n for n in EXIT_REASON_NAMES.values()),
     "KVM_EXIT_IO_IN",
     "KVM_EXIT_IO_OUT",
@@ -472,6 +574,7 @@ _CONSTANTS: tuple[str, ...] = (
     "KVM_IOEVENTFD_FLAG_DEASSIGN",
     "KVM_IOFD_FLAG_DEASSIGN",
     "KVM_IOFD_FLAG_PIO",
+    "KVM_IOFD_FLAG_BUFFER",
     "KVM_PIT_SPEAKER_DUMMY",
     "KVM_NR_INTERRUPTS",
     "SYNC_REGS_SIZE_BYTES",

@@ -14,6 +14,7 @@ past its time limit raises :class:`GuestTimeout`.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import mmap
 import os
@@ -28,6 +29,10 @@ from typing import Protocol
 
 from payload.guest.memmap import DONE_PORT, LOAD_ADDR, RAM_SIZE
 from payload.kvm import uapi
+
+HV_LINUX_GUEST_OS_ID = 0x8100 << 48
+"""A guest OS id as Linux guests report it (vendor 0x8100): any nonzero value
+enables Hyper-V hypercalls."""
 
 TSS_ADDR = 0xFFFBD000
 """Where KVM may put the real-mode TSS (QEMU's choice).  Intel CPUs without
@@ -247,24 +252,39 @@ class Vm:
         fd: int,
         pio: bool = False,
         deassign: bool = False,
+        buffer: int | None = None,
         pad: bytes = b"",
         extra_flags: int = 0,
+        raw_buffer: int = 0,
     ) -> None:
         """KVM_IOFD: signal ``fd`` on each guest write inside [addr, addr+length).
 
-        ``pad`` and ``extra_flags`` exist so tests can send what the kernel
-        must reject (non-zero padding, unknown flag bits).
+        With ``buffer`` (a user address of ``length`` bytes, e.g. from
+        :func:`buffer_address`), KVM_IOFD_FLAG_BUFFER is set: each write is
+        stored there before the signal and reads are served from it.
+        ``pad``, ``extra_flags`` and ``raw_buffer`` (the field's value without
+        the flag) exist so tests can send what the kernel must reject.
         """
-        if len(pad) > 12:
-            raise ValueError("kvm_iofd.pad is 12 bytes")
+        if len(pad) > 4:
+            raise ValueError("kvm_iofd.pad is 4 bytes")
         flags = (
             (uapi.KVM_IOFD_FLAG_PIO if pio else 0)
             | (uapi.KVM_IOFD_FLAG_DEASSIGN if deassign else 0)
+            | (uapi.KVM_IOFD_FLAG_BUFFER if buffer is not None else 0)
             | extra_flags
         )
-        args = uapi.KvmIofd(addr=addr, len=length, fd=fd, flags=flags)
+        field = buffer if buffer is not None else raw_buffer
+        args = uapi.KvmIofd(addr=addr, len=length, fd=fd, flags=flags, buffer=field)
         ctypes.memmove(args.pad, pad, len(pad))
         _ioctl(self.fd, uapi.KVM_IOFD, args)
+
+    def hyperv_eventfd(self, conn_id: int, fd: int, deassign: bool = False) -> None:
+        """KVM_HYPERV_EVENTFD: a guest SIGNAL_EVENT hypercall for ``conn_id``
+        signals ``fd`` in the kernel (the vCPU must have Hyper-V enabled,
+        see :meth:`Vcpu.enable_hyperv`)."""
+        flags = uapi.KVM_HYPERV_EVENTFD_DEASSIGN if deassign else 0
+        _ioctl(self.fd, uapi.KVM_HYPERV_EVENTFD,
+               uapi.KvmHypervEventfd(conn_id=conn_id, fd=fd, flags=flags))
 
     # -- memory and vCPUs ------------------------------------------------------------
     def write(self, gpa: int, data: bytes) -> None:
@@ -381,6 +401,34 @@ class Vcpu:
         sregs.cr4 |= CR4_OSFXSR
         sregs.cr0 = (sregs.cr0 | CR0_MP) & ~(CR0_EM | CR0_TS)
         self.set_sregs(sregs)
+
+    def set_cpuid(self, entries: list[uapi.KvmCpuidEntry2]) -> None:
+        """KVM_SET_CPUID2: what CPUID reports to the guest, and which
+        paravirtual interfaces KVM offers it (e.g. Hyper-V's)."""
+        arg = uapi.cpuid2(len(entries))
+        for i, e in enumerate(entries):
+            arg.entries[i] = e
+        _ioctl(self.fd, uapi.KVM_SET_CPUID2, arg)
+
+    def set_msrs(self, values: dict[int, int]) -> None:
+        """KVM_SET_MSRS, host-initiated; every MSR must be accepted."""
+        done = _ioctl(self.fd, uapi.KVM_SET_MSRS, uapi.msrs(values))
+        if done != len(values):
+            index = list(values)[done]
+            raise OSError(errno.EINVAL, f"KVM_SET_MSRS refused MSR {index:#x}")
+
+    def enable_hyperv(self, guest_os_id: int = HV_LINUX_GUEST_OS_ID) -> None:
+        """Offer the guest Hyper-V and let it make Hyper-V hypercalls.
+
+        KVM routes a hypercall to its Hyper-V code only when CPUID carries the
+        Hyper-V interface signature and the guest OS id MSR is nonzero; both
+        are set here from the VMM, as a Hyper-V-aware VMM would.  The CPUID
+        leaves are the ones KVM itself supports (KVM_GET_SUPPORTED_HV_CPUID).
+        """
+        arg = uapi.cpuid2(64)
+        _ioctl(self.fd, uapi.KVM_GET_SUPPORTED_HV_CPUID, arg)
+        self.set_cpuid(list(arg.entries[: arg.nent]))
+        self.set_msrs({uapi.HV_X64_MSR_GUEST_OS_ID: guest_os_id})
 
     def rip(self) -> int | None:
         """Guest RIP for error messages; None if even that fails."""

@@ -146,10 +146,10 @@ def test_probe_printed_every_key(probe: Probe) -> None:
 
 # --- checks against the patch's stated ABI, no headers needed ---------------------
 def test_kvm_iofd_struct_matches_the_patch() -> None:
-    """The patch documents a 32-byte struct and _IOW(KVMIO, 0xd6, ...)."""
+    """The patch (v2) documents a 32-byte struct, _IOW(KVMIO, 0xdb, ...) and cap 260."""
     assert uapi.LAYOUT["sizeof(struct kvm_iofd)"] == 32
-    assert uapi.KVM_IOFD == 0x4020AED6
-    assert uapi.KVM_CAP_IOFD == 239
+    assert uapi.KVM_IOFD == 0x4020AEDB
+    assert uapi.KVM_CAP_IOFD == 260
     assert (uapi.KVM_IOFD_FLAG_DEASSIGN, uapi.KVM_IOFD_FLAG_PIO) == (1, 2)
 
 

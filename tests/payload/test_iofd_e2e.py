@@ -44,23 +44,30 @@ OTHER = {"pio": 0x0780, "mmio": 0xA000}  # a second, disjoint address per bus
 
 DOORBELL_PATH = "/dev/doorbell"
 
+BUS_LIMIT = 1000
+"""api.rst 8.42 KVM_CAP_IOFD: a bus holds at most 1000 devices other than
+ioeventfds (NR_IOBUS_DEVS), beyond which KVM_IOFD fails with ENOSPC."""
+FILL_BASE = {"pio": 0x1000, "mmio": 0xD000}
+"""Where the bus-limit test puts BUS_LIMIT 1-byte iofds: clear of BASES and
+OTHER, and inside what a guest program reaches."""
 
-def _iofd_limit() -> int | str:
-    """KVM_CAP_IOFD's value, or why the module cannot run."""
+
+def _why_not() -> str | None:
+    """Why the module cannot run here, or None."""
     if not os.path.exists("/dev/kvm"):
         return "/dev/kvm does not exist (is kvm_intel/kvm_amd loaded?)"
     try:
         with Vm() as vm:
-            return vm.check_extension(uapi.KVM_CAP_IOFD) or (
-                "KVM_CHECK_EXTENSION(KVM_CAP_IOFD) is 0: not the patched kernel"
-            )
+            if not vm.check_extension(uapi.KVM_CAP_IOFD):
+                return "KVM_CHECK_EXTENSION(KVM_CAP_IOFD) is 0: not the patched kernel"
     except OSError as exc:
         return f"cannot create a VM: {exc}"
+    return None
 
 
-LIMIT = _iofd_limit()
-if isinstance(LIMIT, str):
-    pytest.skip(LIMIT, allow_module_level=True)
+WHY_NOT = _why_not()
+if WHY_NOT:
+    pytest.skip(WHY_NOT, allow_module_level=True)
 
 
 # --- fixtures ----------------------------------------------------------------------
@@ -146,8 +153,10 @@ BUSES = ("pio", "mmio")
 
 
 # --- the capability ----------------------------------------------------------------------
-def test_capability_reports_a_positive_limit(vm: Vm) -> None:
-    assert vm.check_extension(uapi.KVM_CAP_IOFD) == LIMIT > 0
+def test_capability_is_1(vm: Vm) -> None:
+    """api.rst 8.42: the capability says KVM_IOFD exists and returns 1; it is
+    not a count (v1 returned its per-VM limit, 256)."""
+    assert vm.check_extension(uapi.KVM_CAP_IOFD) == 1
 
 
 # --- writes and reads inside a range --------------------------------------------------------
@@ -265,10 +274,16 @@ def test_invalid_arguments_are_einval(vm: Vm, efd: EventFd, bus: str) -> None:
     pio = bus == "pio"
     base = BASES[bus]
     cases: dict[str, Callable[[], None]] = {
-        "unknown flag bit 2": lambda: vm.iofd(base, 4, efd.fd, pio=pio, extra_flags=1 << 2),
+        # Bit 2 is KVM_IOFD_FLAG_BUFFER since v2: bit 3 is the lowest unknown one.
+        "unknown flag bit 3": lambda: vm.iofd(base, 4, efd.fd, pio=pio, extra_flags=1 << 3),
         "unknown flag bit 31": lambda: vm.iofd(base, 4, efd.fd, pio=pio, extra_flags=1 << 31),
         "pad[0] != 0": lambda: vm.iofd(base, 4, efd.fd, pio=pio, pad=b"\x01"),
-        "pad[11] != 0": lambda: vm.iofd(base, 4, efd.fd, pio=pio, pad=bytes(11) + b"\x80"),
+        "pad[3] != 0": lambda: vm.iofd(base, 4, efd.fd, pio=pio, pad=bytes(3) + b"\x80"),
+        # api.rst 4.144 error 5: without KVM_IOFD_FLAG_BUFFER, buffer must be 0.
+        "buffer without the flag": lambda: vm.iofd(base, 4, efd.fd, pio=pio, raw_buffer=1),
+        "kernel buffer without the flag": lambda: vm.iofd(
+            base, 4, efd.fd, pio=pio, raw_buffer=0xFFFF800000000000
+        ),
         "len 0": lambda: vm.iofd(base, 0, efd.fd, pio=pio),
         "addr + len overflows": lambda: vm.iofd((1 << 64) - 1, 2, efd.fd, pio=pio),
     }
@@ -343,23 +358,43 @@ def test_adjacent_ranges_and_other_bus_do_not_overlap(vm: Vm, efd: EventFd, efd2
 
 
 @pytest.mark.parametrize("bus", BUSES)
-def test_limit_is_enospc_and_per_vm(vm: Vm, efd: EventFd, bus: str) -> None:
-    assert isinstance(LIMIT, int)
+def test_bus_limit_is_enospc_per_bus_and_per_vm(vm: Vm, efd: EventFd, bus: str) -> None:
+    """A fresh VM (no irqchip, so nothing else on its buses) takes exactly
+    BUS_LIMIT 1-byte iofds on one bus, then ENOSPC.  The other bus and
+    another VM are not affected, a deassign frees exactly one place, and
+    ioeventfds do not count against the limit."""
     pio = bus == "pio"
-    addrs = [i * 4 for i in range(LIMIT)] if pio else [0x100000 + i * 4 for i in range(LIMIT)]
-    for addr in addrs:
-        vm.iofd(addr, 2, efd.fd, pio=pio)
-    spare = addrs[-1] + 8
-    elsewhere = MMIO_BASE if pio else PIO_BASE  # free, valid address on the other bus
-    assert errno_of(lambda: vm.iofd(spare, 2, efd.fd, pio=pio)) == errno.ENOSPC
-    # One limit for the whole VM, both buses together.
-    assert errno_of(lambda: vm.iofd(elsewhere, 2, efd.fd, pio=not pio)) == errno.ENOSPC
-    with Vm() as other:  # the limit is per VM, not global
-        other.iofd(spare, 2, efd.fd, pio=pio)
-    for addr in addrs:
-        vm.iofd(addr, 2, efd.fd, pio=pio, deassign=True)
-    for addr in addrs:
-        vm.iofd(addr, 2, efd.fd, pio=pio)
+    other_bus = "mmio" if pio else "pio"
+    base = FILL_BASE[bus]
+    registered = 0
+    for i in range(BUS_LIMIT + 1):
+        try:
+            vm.iofd(base + i, 1, efd.fd, pio=pio)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, f"iofd #{i}: {exc}"
+            break
+        registered += 1
+    assert registered == BUS_LIMIT, "ENOSPC must come at exactly the bus limit, on an empty bus"
+    spare = base + BUS_LIMIT + 8  # free and not adjacent
+    assert errno_of(lambda: vm.iofd(spare, 1, efd.fd, pio=pio)) == errno.ENOSPC
+    assert errno_of(lambda: vm.iofd(base, 1, efd.fd, pio=pio)) == errno.EEXIST  # EEXIST comes first
+    vm.iofd(BASES[other_bus], RANGE_LEN, efd.fd, pio=not pio)  # the other bus still accepts
+    with Vm() as other:  # and so does another VM's bus
+        other.iofd(spare, 1, efd.fd, pio=pio)
+    # Deassign one: exactly one more fits.
+    vm.iofd(base + 7, 1, efd.fd, pio=pio, deassign=True)
+    vm.iofd(spare, 1, efd.fd, pio=pio)
+    assert errno_of(lambda: vm.iofd(spare + 2, 1, efd.fd, pio=pio)) == errno.ENOSPC
+    # Ioeventfds do not count: with one in the freed place, an iofd still fits.
+    vm.iofd(spare, 1, efd.fd, pio=pio, deassign=True)
+    vm.ioeventfd(base + 7, 1, efd.fd, pio=pio)
+    vm.iofd(spare, 1, efd.fd, pio=pio)
+    assert errno_of(lambda: vm.iofd(spare + 2, 1, efd.fd, pio=pio)) == errno.ENOSPC
+    # The full bus still dispatches: the last iofd and the ioeventfd take their writes.
+    efd.drain()
+    accesses = [Access(bus, base + BUS_LIMIT - 1, 1), Access(bus, base + 7, 1)]
+    assert_stayed_in_kernel(run(vm, programs.access_sequence(accesses)))
+    assert efd.drain() == 2
 
 
 @pytest.mark.parametrize("bus", BUSES)
