@@ -25,6 +25,26 @@ FULL_BUILD_BYTES = 6 << 30
 INCREMENTAL_BYTES = 1 << 30
 
 
+def same_release(tree: Path) -> list[str]:
+    """``LOCALVERSION=`` that keeps the tree's current kernel.release.
+
+    A make run without it (a W=1 or sparse check) would change the release
+    (setlocalversion then appends "+"), which rewrites utsrelease.h and
+    makes the next real build relink every module.
+    """
+    release_file = tree / "include" / "config" / "kernel.release"
+    if not release_file.exists():
+        return []
+    release = release_file.read_text().strip()
+    head = (tree / "Makefile").read_text(errors="replace")[:2000]
+    fields = dict(re.findall(r"^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION) = ?(.*)$", head, re.M))
+    version = "{VERSION}.{PATCHLEVEL}.{SUBLEVEL}{EXTRAVERSION}".format_map(
+        {k: fields.get(k, "").strip() for k in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION")})
+    if not release.startswith(version) or release.endswith("+"):
+        return []
+    return [f"LOCALVERSION={release[len(version):]}"]
+
+
 def check_disk(where: Path, first_build: bool) -> None:
     need = FULL_BUILD_BYTES if first_build else INCREMENTAL_BYTES
     free = shutil.disk_usage(where).free

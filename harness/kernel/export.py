@@ -13,10 +13,13 @@ kernel-patch/send-to.txt says they are not for sending.  The copy to send
 from and signed off by the user's own git identity.
 """
 
+import os
 import re
 import shutil
 import subprocess
 import tempfile
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,11 +105,54 @@ def _with_changelog(body: str, version: int, old_version: int) -> str:
     return body.rstrip() + "\n\n" + entry
 
 
+_SECTION = re.compile(r"^(?P<title>\S.*)\n-{3,}\n", re.M)
+BENCH_MD = paths.RESULTS / "bench.md"
+
+
+def with_benchmark(body: str, bench_md: Path) -> str:
+    """Replace the text of the cover letter's "Benchmark" section with *bench_md*.
+
+    The table a reviewer reads must be the one ``make bench`` wrote, not a
+    copy edited by hand, so every export takes it from the last run.  A body
+    without that section, or a missing file, leaves the body as it is.
+    """
+    sections = list(_SECTION.finditer(body))
+    here = next((i for i, m in enumerate(sections) if m.group("title") == "Benchmark"), None)
+    if here is None or not bench_md.is_file():
+        return body
+    start = sections[here].end()
+    end = sections[here + 1].start() if here + 1 < len(sections) else len(body)
+    tail = body[end:]
+    if here + 1 == len(sections):
+        # The last section ends where a "Changes in vN:" list or the body ends.
+        m = re.search(r"^Changes in v\d+:\n", body[start:], re.M)
+        end, tail = (start + m.start(), body[start + m.start():]) if m else (len(body), "")
+    return body[:start] + _wrapped(bench_md.read_text().strip()) + "\n\n" + tail
+
+
+def _wrapped(markdown: str, width: int = 74) -> str:
+    """Wrap prose and list items for a mail; table rows and code stay as they are."""
+    out = []
+    for line in markdown.splitlines():
+        if len(line) <= width or line.lstrip().startswith(("|", "```")) or line.startswith("    "):
+            out.append(line)
+            continue
+        bullet = re.match(r"^(\s*(?:[-*]|\d+\.)\s+)", line)
+        indent = " " * len(bullet.group(1)) if bullet else ""
+        out += textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False,
+                             break_long_words=False)
+    return "\n".join(out)
+
+
 def export(tree: KernelTree, directory: Path, version: int | None = None,
-           out: Path | None = None, by: Sender | None = None) -> list[Path]:
+           out: Path | None = None, by: Sender | None = None,
+           bench_md: Path | None = None,
+           check: Callable[[list[Path]], None] | None = None) -> list[Path]:
     """Write the series for base..HEAD of *tree* into *out* (default: *directory*,
     which holds the cover letter and version to keep): as committed, with the
-    placeholder identity, or when *by* is given, from and signed off by *by*."""
+    placeholder identity, or when *by* is given, from and signed off by *by*.
+    *check* runs on the new files before anything in *out* is replaced, so a
+    failed check leaves the previous export as it was."""
     out = out or directory
     if by and out.resolve() == directory.resolve():
         raise HarnessError(f"{directory} is committed and keeps the placeholder identity",
@@ -116,6 +162,8 @@ def export(tree: KernelTree, directory: Path, version: int | None = None,
     covers = sorted(directory.glob(COVER_GLOB))
     subject, body = cover_text(covers[-1]) if covers else ("*** SUBJECT HERE ***", "")
     body = _with_changelog(body, version, old_version)
+    if bench_md is not None:
+        body = with_benchmark(body, bench_md)
     if git.is_dirty(tree.path):
         raise HarnessError(f"{tree.path} has uncommitted changes",
                            "commit them on the working branch first; only commits are exported")
@@ -133,6 +181,8 @@ def export(tree: KernelTree, directory: Path, version: int | None = None,
                                f"fix them in {tree.path} and run 'make patches' again")
         if by:
             _refuse_placeholder(made)
+        if check:
+            check(made)
         _clear(out, directory)
         out.mkdir(parents=True, exist_ok=True)
         for p in made:
@@ -255,10 +305,24 @@ def touched_files(patches: list[Path]) -> list[str]:
     return files
 
 
+_DIAGNOSTIC = re.compile(r"^\s*(?P<path>[^\s:]+):\d+(?::\d+)?: (?:warning|error):")
+
+
 def warnings_in(log: Path, files: list[str]) -> list[str]:
-    """Compiler warnings in *log* that point into *files*."""
-    return [line.strip() for line in log.read_text(errors="replace").splitlines()
-            if "warning:" in line and any(line.lstrip().startswith(f + ":") for f in files)]
+    """Compiler warnings in *log* that point into *files*.
+
+    kbuild names a file as the compiler was given it: virt/kvm/ is built
+    from arch/x86/kvm/, so its warnings read ``arch/x86/kvm/../../../virt/kvm/
+    eventfd.c:``, and headers read ``./include/...``.  Paths are normalised
+    before they are compared.
+    """
+    wanted = set(files)
+    found = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = _DIAGNOSTIC.match(line)
+        if m and os.path.normpath(m.group("path")) in wanted:
+            found.append(line.strip())
+    return found
 
 
 def export_series(settings: Settings, version: int | None, out: Path | None = None) -> None:
@@ -268,16 +332,43 @@ def export_series(settings: Settings, version: int | None, out: Path | None = No
     any warning in those files."""
     tree = source.tree(settings.cache, settings.kernel_src)
     by = sender(tree.path) if out else None
-    made = export(tree, paths.KERNEL_PATCH_DIR, version=version, out=out, by=by)
+    if BENCH_MD.is_file():
+        say(f"the cover letter's Benchmark section is {BENCH_MD} (make bench)")
+    else:
+        say(f"no {BENCH_MD}: the cover letter keeps its Benchmark section; run 'make bench' first")
+    export(tree, paths.KERNEL_PATCH_DIR, version=version, out=out, by=by, bench_md=BENCH_MD,
+           check=lambda made: w1_check(settings, tree, made))
+
+
+def w1_objects(sources: list[str]) -> list[str]:
+    """kbuild's single-object targets for *sources*.  virt/kvm/ is built from
+    arch/x86/kvm/'s Makefile, so its objects are named from there."""
+    return [("arch/x86/kvm/../../../" if f.startswith("virt/kvm/") else "") + f[:-2] + ".o"
+            for f in sources]
+
+
+def w1_check(settings: Settings, tree: KernelTree, made: list[Path]) -> None:
+    """Compile the C files the series touches with W=1 and fail on any diagnostic in them.
+
+    Each file is touched and built as its own object, so it is compiled in
+    this run even if an earlier W=1 run built it, and no module is relinked
+    under a VM that may be using the tree.
+    """
     touched = touched_files(made)
-    dirs = sorted({str(Path(f).parent) + "/" for f in touched if f.endswith(".c")
-                   and not f.startswith("tools/")})
+    sources = [f for f in touched if f.endswith(".c") and not f.startswith("tools/")]
+    for f in sources:
+        (tree.path / f).touch()
     log = settings.cache / "logs" / tree.name / "w1.log"
-    build.make(tree.path, ["arch/x86/kvm/"] if any(d.startswith("virt/kvm") for d in dirs)
-               else dirs, log, "W=1 build of the touched directories", settings.jobs,
-               extra=["W=1"])
+    failed: HarnessError | None = None
+    try:
+        build.make(tree.path, w1_objects(sources), log, "W=1 build of the touched files",
+                   settings.jobs, extra=["W=1", *build.same_release(tree.path)])
+    except HarnessError as e:
+        failed = e      # KVM builds with -Werror (CONFIG_KVM_WERROR): a warning stops it
     new = warnings_in(log, touched)
     if new:
         raise HarnessError(f"W=1 warnings in files the series touches: {new[0]}",
-                           f"{len(new)} in all; full log: {log}")
-    say(f"W=1: no warnings in the {len(touched)} touched files")
+                           f"{len(new)} in all; full log: {log}; kernel-patch/ was left as it was")
+    if failed:
+        raise failed
+    say(f"W=1: no warnings in the {len(touched)} touched files ({len(sources)} compiled)")

@@ -73,10 +73,58 @@ def _answer_maintainers_question(tree: Path, patch: Path, found: list[str]) -> l
     return [x for x in found if x not in question]
 
 
+_UNKNOWN_COMMIT = re.compile(r"Unknown commit id '([0-9a-f]{12,40})'")
+_FIXES = re.compile(r"^Fixes: ([0-9a-f]{12,40}) \(\"[^\n]+\"\)$", re.M)
+
+
+def _answer_unknown_fixes(tree: Path, patch: Path, found: list[str]) -> list[str]:
+    """Drop "Unknown commit id" for a well-formed Fixes: tag when the tree has no history.
+
+    A tree made from a source package is one commit without parents, so
+    checkpatch cannot look any commit up.  The warning then says nothing
+    about the tag; in a tree with upstream history it stays and fails.
+    """
+    unknown = [(x, m.group(1)) for x in found if (m := _UNKNOWN_COMMIT.search(x))]
+    if not unknown:
+        return found
+    fixes = set(_FIXES.findall(patch.read_text()))
+    if int(git.out(tree, "rev-list", "--count", "HEAD")) > 50:
+        return found    # real history: the warning is real
+    answered = [x for x, sha in unknown if sha in fixes]
+    for _, sha in unknown:
+        if sha in fixes:
+            say(f"checkpatch cannot look up Fixes: {sha} in {patch.name}: {tree} has no upstream "
+                "history (a source package); point KERNEL_SRC at a kernel git tree to check it")
+    return [x for x in found if x not in answered]
+
+
+# Trailers the KVM and x86 maintainers take although checkpatch does not list them.
+_ACCEPTED_TRAILERS = ("Originally-by:",)
+
+
+def _answer_trailers(patch: Path, found: list[str]) -> list[str]:
+    """Keep checkpatch's "Non-standard signature" for any trailer but the accepted ones."""
+    kept = []
+    for x in found:
+        t = next((t for t in _ACCEPTED_TRAILERS if f"Non-standard signature: {t}" in x), None)
+        if t is None:
+            kept.append(x)
+        else:
+            say(f"checkpatch calls {t} non-standard in {patch.name}: it credits the 2009 "
+                "author and is used in mainline's history, so it stays")
+    return kept
+
+
+def _patch_findings(tree: Path, patch: Path) -> list[str]:
+    found = _checkpatch(tree, [str(patch)])
+    found = _answer_maintainers_question(tree, patch, found)
+    found = _answer_unknown_fixes(tree, patch, found)
+    return _answer_trailers(patch, found)
+
+
 def checkpatch(tree: Path, patches: list[Path], files: list[Path]) -> dict[str, list[str]]:
     """``checkpatch.pl --strict`` findings per patch and per source file (--file)."""
-    found = {p.name: _answer_maintainers_question(tree, p, _checkpatch(tree, [str(p)]))
-             for p in patches}
+    found = {p.name: _patch_findings(tree, p) for p in patches}
     found.update({f.name: _checkpatch(tree, ["--no-tree", "--file", str(f)]) for f in files})
     return found
 
@@ -97,7 +145,7 @@ def new_warnings(base: Counter[tuple[str, str]], patched: Counter[tuple[str, str
 def _sparse(tree: Path, log: Path, label: str, jobs: int) -> Counter[tuple[str, str]]:
     if not shutil.which("sparse"):
         raise HarnessError("sparse is not installed", "run 'make deps' (apt-get install sparse)")
-    build.make(tree, SPARSE_DIRS, log, label, jobs, extra=["C=2"])
+    build.make(tree, SPARSE_DIRS, log, label, jobs, extra=["C=2", *build.same_release(tree)])
     return sparse_warnings(log.read_text(errors="replace"))
 
 

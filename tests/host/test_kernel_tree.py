@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.kernel import git, series, source
+from harness.kernel import build, git, series, source
 
 
 def sh(cwd: Path, *cmd: str) -> str:
@@ -109,3 +109,17 @@ def test_patch_that_does_not_apply_names_patch_and_hunk(tmp_path: Path, fake_lin
     assert "virt/kvm/eventfd.c:" in e.value.what
     # Nothing is left half-applied.
     assert git.out(tree.path, "status", "--porcelain") == ""
+
+
+def test_checks_keep_the_release_of_the_last_build(tmp_path: Path) -> None:
+    """W=1 and sparse runs pass the built release's LOCALVERSION back to make, so they do
+    not turn 6.12.117-iofd-x into 6.12.117+ and make the next build relink every module."""
+    (tmp_path / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\n"
+                                       "EXTRAVERSION =\nNAME = Baby Opossum Posse\n")
+    assert build.same_release(tmp_path) == []                 # never configured
+    (tmp_path / "include" / "config").mkdir(parents=True)
+    release = tmp_path / "include" / "config" / "kernel.release"
+    release.write_text("6.12.117-iofd-b0750e4e\n")
+    assert build.same_release(tmp_path) == ["LOCALVERSION=-iofd-b0750e4e"]
+    release.write_text("6.12.117+\n")
+    assert build.same_release(tmp_path) == []                 # not ours to keep
