@@ -2,7 +2,12 @@
 
 Each :class:`~payload.fuzz.model.FdRef` is turned into a file descriptor
 number here, at the moment the case runs, so a case means the same thing in
-every replay even though fd numbers differ between processes.
+every replay even though fd numbers differ between processes.  Likewise each
+:class:`~payload.fuzz.model.BufRef` becomes an address: the pool buffers
+(RegisterBuffer, filled with ``initial_buffer``, the last one read-only
+until a PROTECT case says otherwise)
+and the PROT_NONE hole are mapped once per run and outlive VM resets, as
+the model's buffer contents do.
 """
 
 from __future__ import annotations
@@ -10,14 +15,17 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from payload.fuzz import model as m
-from payload.fuzz.model import Case, FdRef
+from payload.fuzz.model import BufRef, Case, FdRef
+from payload.fuzz.program import probe_program, stage
 from payload.guest import programs
 from payload.kvm import uapi
+from payload.kvm.buffer import RegisterBuffer
 from payload.kvm.ioctl import IOW
 from payload.kvm.vmm import Exit, GuestError, Vcpu, Vm
 
@@ -31,6 +39,44 @@ it (Linux hands out the lowest free number)."""
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong)
 _libc.ioctl.restype = ctypes.c_int
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = (
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+)
+_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+_MAP_FAILED = ctypes.c_void_p(-1).value
+PROT_NONE = 0  # not in the mmap module before Python 3.13
+MAP_NORESERVE = 0x4000
+MAP_FIXED_NOREPLACE = 0x100000
+
+
+def _mmap(addr: int | None, length: int, prot: int, flags: int) -> int | None:
+    """Anonymous mmap(2); None if it failed."""
+    got = _libc.mmap(addr, length, prot, flags | mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    return None if got is None or got == _MAP_FAILED else int(got)
+
+
+def user_ptr_max() -> int:
+    """The kernel's USER_PTR_MAX, which access_ok() compares with: a page
+    just above 2**47 can be mapped only with 5-level paging."""
+    probe = 1 << 47
+    got = _mmap(probe, m.PAGE, PROT_NONE, MAP_FIXED_NOREPLACE)
+    if got is None:
+        return m.USER_PTR_MAX_4LEVEL
+    _libc.munmap(got, m.PAGE)
+    return m.USER_PTR_MAX_5LEVEL if got == probe else m.USER_PTR_MAX_4LEVEL
+
+
+def mapped_ranges() -> list[tuple[int, int]]:
+    """[start, end) of every mapping of this process."""
+    with open("/proc/self/maps", encoding="ascii") as maps:
+        spans = (line.split(None, 1)[0].split("-") for line in maps)
+        return [(int(lo, 16), int(hi, 16)) for lo, hi in spans]
 
 
 def _errno_of(fn: Callable[[], object]) -> int:
@@ -51,6 +97,7 @@ class ProbeResult:
     end: str = ""
     kvm_exits: int = 0
     error: str = ""
+    buffers: dict[int, bytes] = field(default_factory=dict)  # pool slot -> contents after
 
 
 class KvmSide:
@@ -63,9 +110,17 @@ class KvmSide:
         self.vcpu: Vcpu | None = None
         self.pool: list[tuple[int, int]] = []
         self._fds: list[int] = []
+        self.buffers: list[RegisterBuffer] = []
+        self.hole = 0
         try:
             for _ in range(slots):
                 self.pool.append(self._new_eventfd())
+            self._map_buffers()
+            self.user_max = user_ptr_max()
+            """USER_PTR_MAX, for the model's access_ok()."""
+            problem = self._raw_ranges_mapped()
+            if problem:
+                raise RuntimeError(problem)
             r, w = os.pipe2(os.O_CLOEXEC)
             self.pipe = r
             self._fds += [r, w]
@@ -75,7 +130,9 @@ class KvmSide:
             self.vm = Vm()
             self.other = Vm()
             self._populate_other()
-            self.limit = self.vm.check_extension(uapi.KVM_CAP_IOFD) if iofd else 0
+            self.iofd_cap = self.vm.check_extension(uapi.KVM_CAP_IOFD) if iofd else 0
+            """KVM_CHECK_EXTENSION(KVM_CAP_IOFD): 1 on the patched kernel (api.rst
+            8.42), 0 without it; v1 of the series returned its per-VM limit."""
         except BaseException:
             self.close()
             raise
@@ -86,12 +143,50 @@ class KvmSide:
         fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         return fd, os.dup(fd)
 
+    def _map_buffers(self) -> None:
+        """The pool, each buffer holding ``initial_buffer(slot)``, and the hole."""
+        for slot in range(m.BUF_SLOTS):
+            buf = RegisterBuffer(m.BUF_SIZE)
+            self.buffers.append(buf)
+            ctypes.memmove(buf.address, m.initial_buffer(slot), m.BUF_SIZE)
+            if slot == m.READONLY_SLOT:
+                buf.protect(writable=False)
+        hole = _mmap(None, m.HOLE_SIZE, PROT_NONE, MAP_NORESERVE)
+        if hole is None:
+            raise OSError(ctypes.get_errno(), "mmap of the PROT_NONE hole failed")
+        self.hole = hole
+
+    def _raw_ranges_mapped(self) -> str | None:
+        """The model assumes raw user buffers point at nothing; they come
+        from [0, RAW_LOW_END) and the top TOP_SPAN bytes of user space, and a
+        probe reaches at most PROBE_REACH bytes past a buffer's start."""
+        low = (0, m.RAW_LOW_END + m.PROBE_REACH)
+        top = (self.user_max - m.TOP_SPAN, self.user_max)
+        for lo, hi in mapped_ranges():
+            for want_lo, want_hi in (low, top):
+                if lo < want_hi and want_lo < hi:
+                    return (
+                        f"[{lo:#x}, {hi:#x}) is mapped, where raw buffers "
+                        f"[{want_lo:#x}, {want_hi:#x}) must find nothing"
+                    )
+        return None
+
+    def buffer(self, ref: BufRef | None) -> int:
+        """The address kvm_iofd.buffer gets for ``ref``."""
+        if ref is None:
+            return 0
+        if ref.kind == m.POOL:
+            return self.buffers[ref.slot].address + ref.offset
+        if ref.kind == m.HOLE:
+            return self.hole + ref.offset
+        return ref.raw
+
     def _populate_other(self) -> None:
         """The bystander VM holds registrations where the fuzz VM's cluster:
-        the per-VM checks must not see them."""
+        the overlap checks and the bus limits are per VM and must not see them."""
         assert self.other is not None
         if self.iofd_supported:
-            self.other.iofd(0x8000, 0x8000, self.pool[0][0])
+            self.other.iofd(0x8000, 0x8000, self.pool[0][0], buffer=self.hole)
             self.other.iofd(0x600, 0x200, self.pool[1 % len(self.pool)][0], pio=True)
         self.other.ioeventfd(m.DONE_PORT, 0, self.pool[-1][0], pio=True)
 
@@ -99,7 +194,7 @@ class KvmSide:
         """Why the fd kinds would not mean what the model says, or None."""
         if _is_open(self.closed_fd):
             return f"fd {self.closed_fd}, used as the closed fd, is open"
-        return None
+        return self._raw_ranges_mapped()
 
     # -- fds ----------------------------------------------------------------------------
     def fd(self, ref: FdRef | None) -> int:
@@ -127,7 +222,15 @@ class KvmSide:
         assert self.vm is not None
         vm_fd = self.vm.fd
         if case.op == m.IOFD:
-            iofd_args = uapi.KvmIofd(addr=case.addr, len=case.length, fd=self.fd(case.fd), flags=case.flags)
+            iofd_args = uapi.KvmIofd(
+                addr=case.addr,
+                len=case.length,
+                fd=self.fd(case.fd),
+                flags=case.flags,
+                buffer=self.buffer(case.buffer),
+            )
+            if len(case.pad) != len(iofd_args.pad):
+                raise ValueError(f"kvm_iofd.pad is {len(iofd_args.pad)} bytes, the case has {len(case.pad)}")
             ctypes.memmove(iofd_args.pad, case.pad, len(iofd_args.pad))
             return _errno_of(lambda: fcntl.ioctl(vm_fd, uapi.KVM_IOFD, iofd_args))
         if case.op == m.IOEVENTFD:
@@ -145,7 +248,20 @@ class KvmSide:
         if case.op == m.BADSIZE:
             buf = bytearray(64)
             return _errno_of(lambda: fcntl.ioctl(vm_fd, IOW(uapi.KVMIO, uapi.KVM_IOFD_NR, case.size), buf))
+        if case.op == m.COALESCED:
+            zone = uapi.KvmCoalescedMmioZone(addr=case.addr, size=case.length, pio=int(case.pio))
+            number = uapi.KVM_UNREGISTER_COALESCED_MMIO if case.deassign else uapi.KVM_REGISTER_COALESCED_MMIO
+            return _errno_of(lambda: fcntl.ioctl(vm_fd, number, zone))
+        if case.op == m.IRQCHIP:
+            return _errno_of(lambda: fcntl.ioctl(vm_fd, uapi.KVM_CREATE_IRQCHIP, 0))
+        if case.op == m.PIT:
+            config = uapi.KvmPitConfig(flags=case.flags)
+            return _errno_of(lambda: fcntl.ioctl(vm_fd, uapi.KVM_CREATE_PIT2, config))
         raise ValueError(f"{case.op!r} is not an ioctl case")
+
+    def protect(self, slot: int, writable: bool) -> None:
+        """mprotect a pool buffer under whatever iofds point at it."""
+        self.buffers[slot].protect(writable)
 
     def recreate(self, slot: int) -> None:
         for fd in self.pool[slot]:
@@ -171,13 +287,13 @@ class KvmSide:
         """Run the case's accesses in the fuzz VM and record what happened."""
         assert self.vm is not None
         out = ProbeResult()
-        program = programs.access_sequence(
-            [programs.Access("pio" if a.pio else "mmio", a.addr, a.size, a.write) for a in case.accesses]
-        )
+        program = probe_program(case.accesses)
         self.vm.load(program)
         self.vm.write(programs.RESULT_ADDR, bytes(4))
+        self.vm.write(*stage())
         if self.vcpu is None:
             self.vcpu = self.vm.create_vcpu(program.origin)
+            self.vcpu.enable_sse()  # for the 16-byte stores
         else:
             self.vcpu.reset(program.origin)
         seen: list[Exit] = []
@@ -196,6 +312,7 @@ class KvmSide:
         out.exits = [(e.kind, e.addr, e.size, e.is_write, e.data) for e in seen]
         out.result = int.from_bytes(self.vm.read(programs.RESULT_ADDR, 4), "little")
         out.signals = {slot: self.take(slot) for slot in range(len(self.pool))}
+        out.buffers = {slot: buf.bytes() for slot, buf in enumerate(self.buffers)}
         return out
 
     def close(self) -> None:
@@ -211,6 +328,13 @@ class KvmSide:
         for fd in self._fds:
             os.close(fd)
         self._fds = []
+        # The VMs are gone, so no iofd points at the buffers any more.
+        for buf in self.buffers:
+            buf.close()
+        self.buffers = []
+        if self.hole:
+            _libc.munmap(self.hole, m.HOLE_SIZE)
+            self.hole = 0
 
 
 def _is_open(fd: int) -> bool:
