@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh Debian 12 machine:
 #   make bench   build the patched kernel, boot it, run the benchmark
-#                (N=writes per trial, TRIALS=trials per mode; results/bench.md)
+#                (N=writes per trial, TRIALS=trials per mode, STRICT=1 fails on
+#                a missed target; results/bench.md)
 #   make test    the test suite (host unit tests, then the VM suite)
 # KERNEL_SRC=/path/to/linux builds your own tree instead of Debian's source.
 
@@ -16,8 +17,9 @@ PYTEST_ARGS ?=
 FLAVOUR ?= $(if $(DEBUG),debug,default)
 HARNESS_ARGS := --flavour $(FLAVOUR)
 export KVM_IOFD_FLAVOUR := $(FLAVOUR)
-# make bench N=20000 TRIALS=7: guest writes per trial, trials per mode.
-BENCH_ARGS := $(if $(N),--iterations $(N)) $(if $(TRIALS),--trials $(TRIALS))
+# make bench N=20000 TRIALS=7: guest writes per trial, trials per mode;
+# STRICT=1: a missed target fails the run (exit status 1).
+BENCH_ARGS := $(if $(N),--iterations $(N)) $(if $(TRIALS),--trials $(TRIALS)) $(if $(STRICT),--strict)
 
 .PHONY: all bench test build deps venv lint gates patches smoke shell clean-venv
 
@@ -40,8 +42,12 @@ build: deps
 bench: build
 	$(PY) -m harness bench --no-build $(HARNESS_ARGS) $(BENCH_ARGS)
 
+# actionlint runs the venv's shellcheck on every run: step (not one on PATH that may differ).
+ACTIONLINT := $(VENV)/bin/actionlint -shellcheck $(abspath $(VENV))/bin/shellcheck
+
 lint: venv
-	$(PY) -m ruff check harness tests
+	$(PY) -m ruff check harness payload tests
+	$(ACTIONLINT) .github/workflows/*.yml
 
 gates: build
 	$(PY) -m harness gates --no-build

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from harness import flavours, hostdeps, kselftest, paths, settings
@@ -90,29 +91,53 @@ def cmd_patches(args: argparse.Namespace, cfg: Settings) -> int:
 
 
 def cmd_kselftests(args: argparse.Namespace, cfg: Settings) -> int:
-    """Run the upstream KVM selftests; with --baseline, on the base, recording the result."""
+    """Run the upstream KVM selftests against this environment's baseline
+    (recorded on the base first when there is none); with --baseline, record
+    it again on the base."""
+    budget = int(args.timeout) * cfg.flavour.limit_multiplier
     if args.baseline:
-        cfg = cfg.with_flavour("base")
+        return _record_baseline(args, cfg)
     k = _kernel(args, cfg)
     opts = boot.options(cfg)
     slowdown = cfg.flavour.limit_multiplier
-    budget = int(args.timeout) * slowdown
-    base = {} if args.baseline else kselftest.load()
     with Session(Path(k.tree), opts, setup=(LOAD_KVM,)) as s:
-        # The baseline decides what the planned runs go easy on: it runs all
-        # tests with the runner's own limits.
+        env = kselftest.environment(s, opts.accel.accel, k.flavour)
+
+        def record(env: kselftest.Environment, path: Path) -> None:
+            s.close()  # one VM at a time
+            try:
+                kselftest.record_on_base(cfg, env, path, int(args.timeout))
+            finally:
+                s.start()
+
+        base, path = kselftest.baseline_for(env, record)
         verdict = kselftest.verdict(s, k.kselftests, base, budget, slowdown,
-                                    kselftest.load_flaky())
+                                    kselftest.excusable(kselftest.load_flaky(), env), path.name)
     say(verdict.summary(k.release))
     error = verdict.error()
     if error is not None:
         raise error
-    if args.baseline:
-        header = (f"# KVM selftests on the unpatched base {k.release}, one vCPU, "
-                  f"{opts.accel.accel}; written by 'python -m harness kselftests "
-                  "--baseline'\n")
-        kselftest.BASELINE.write_text(header + kselftest.dump(verdict.run.results))
-        say(f"baseline written to {kselftest.BASELINE}")
+    return 0
+
+
+def _record_baseline(args: argparse.Namespace, cfg: Settings) -> int:
+    """Build and boot the unpatched base of cfg's flavour, and write the
+    baseline of the environment it runs in."""
+    flavour = cfg.flavour.name
+    base_cfg = replace(cfg, flavour=kselftest.base_flavour(cfg.flavour))
+    k = _kernel(args, base_cfg)
+    opts = boot.options(base_cfg)
+    slowdown = base_cfg.flavour.limit_multiplier
+    with Session(Path(k.tree), opts, setup=(LOAD_KVM,)) as s:
+        env = kselftest.environment(s, opts.accel.accel, flavour)
+        verdict = kselftest.verdict(s, k.kselftests, {}, int(args.timeout) * slowdown, slowdown)
+    say(verdict.summary(k.release))
+    error = verdict.error()
+    if error is not None:
+        raise error
+    path = kselftest.baseline_path(env)
+    path.write_text(kselftest.header(env, k.release) + kselftest.dump(verdict.run.results))
+    say(f"baseline for {env.describe()} written to {path}")
     return 0
 
 

@@ -24,20 +24,53 @@ A kernel that runs slower than the one the runner's limits were set for
 multiplied by its *slowdown*.  The tests run on a :class:`Machine`, but
 their install list and settings are read here: the test VM sees the
 host's filesystem at the same paths.
+
+Which tests pass, skip or fail on the base depends on where they run: the
+accelerator (KVM or TCG), the virtualization extension the VM's own KVM
+runs on (a VMX machine skips the SVM tests and runs the ``vmx_*`` ones)
+and the kernel flavour (config, limits).  So there is one baseline per
+:class:`Environment`, named by it, and a run is only ever judged against
+its own environment's; one that has none records it on the unpatched base
+first (:func:`record_on_base`).
+
+A base pass that fails now is rerun alone :data:`RERUNS` times with its
+normal limit and blamed on the series if any rerun fails (:func:`confirm`):
+a race the series adds rarely passes all of them, and a test the series
+makes slower keeps failing its normal limit.  Only a test listed in
+:data:`FLAKY` with a failure on the unpatched base in the same environment
+is reported instead of blamed.
 """
 
+from __future__ import annotations
+
+import datetime
 import re
 import shlex
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from harness import flavours
 from harness.errors import HarnessError
+from harness.flavours import Flavour
 from harness.machine import Machine
+from harness.progress import say
 
-BASELINE = Path(__file__).resolve().parent.parent / "tests" / "vm" / "kvm-selftests-baseline.txt"
-# Tests seen failing here on a kernel that passed them in another run, each
-# with its evidence: they are reported, not blamed on the series.
-FLAKY = BASELINE.with_name("kvm-selftests-flaky.txt")
+if TYPE_CHECKING:  # the recording path imports the build and the VM only when it runs
+    from harness.kernel.pipeline import Kernel
+    from harness.settings import Settings
+
+BASELINES = Path(__file__).resolve().parent.parent / "tests" / "vm"
+# Tests known to flake in an environment, each with its evidence: those
+# whose evidence is a failure on the unpatched base are reported, not blamed.
+FLAKY = BASELINES / "kvm-selftests-flaky.txt"
+# How often a base pass that failed in the run is rerun alone, with its normal limit.
+RERUNS = 3
+# The budget of a recording run on the base (every test with the runner's
+# own limits, so longer than a planned run), before the flavour's slowdown.
+RECORD_BUDGET = 3600
 _STAMP = r"(?:(?P<t>\d+) )?"
 _RESULT = re.compile(_STAMP + r"(?P<not>not )?ok \d+ selftests: kvm: (?P<name>\S+)(?: # (?P<why>.*))?$")
 _START = re.compile(_STAMP + r"# selftests: kvm: (?P<name>\S+)$")
@@ -54,6 +87,62 @@ BUDGET_RCS = (124, 137)
 KNOWN_FAILING_TIMEOUT = 30
 # kselftest/runner.sh's limit for a directory without a settings file.
 RUNNER_DEFAULT_TIMEOUT = 45
+# Which virtualization extension the machine's CPU offers its own KVM.
+VENDOR_COMMAND = "grep -m1 -owE 'vmx|svm' /proc/cpuinfo | head -n1"
+VENDORS = {"svm": "AMD SVM", "vmx": "Intel VMX"}
+ACCELS = {"kvm": "KVM", "tcg": "QEMU TCG"}
+_ENV_LINE = re.compile(r"# environment: (?P<name>\S+)")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What decides how the upstream selftests behave on the base: a baseline
+    holds for one of these only."""
+
+    accel: str
+    """How the VM runs: "kvm" or "tcg"."""
+    vendor: str
+    """The extension the VM's own KVM runs on: "svm" or "vmx"."""
+    flavour: str
+    """The kernel flavour being judged (its config and limits), e.g. "default"."""
+
+    @property
+    def name(self) -> str:
+        """The baseline's file name part, e.g. ``tcg-svm-default``."""
+        return f"{self.accel}-{self.vendor}-{self.flavour}"
+
+    def describe(self) -> str:
+        return (f"{ACCELS.get(self.accel, self.accel)}, {VENDORS.get(self.vendor, self.vendor)}, "
+                f"{self.flavour} flavour")
+
+    @classmethod
+    def parse(cls, name: str) -> Environment:
+        """The inverse of :attr:`name` (a flavour name may hold dashes)."""
+        accel, vendor, flavour = [*name.split("-", 2), "", ""][:3]
+        if accel not in ACCELS or vendor not in VENDORS or not flavour:
+            raise HarnessError(f"{name!r} is not an environment name",
+                               "it reads ACCEL-VENDOR-FLAVOUR, e.g. tcg-svm-default")
+        return cls(accel, vendor, flavour)
+
+
+def vendor(machine: Machine) -> str:
+    """The extension *machine*'s CPU offers (the VM's, not the host's: under
+    TCG the VM gets AMD SVM whatever the host has)."""
+    found = machine.run(VENDOR_COMMAND, timeout=60).stdout.strip()
+    if found not in VENDORS:
+        raise HarnessError(f"the CPU of {machine.label} has neither vmx nor svm in /proc/cpuinfo",
+                           "KVM cannot run there, so its selftests would only skip")
+    return found
+
+
+def environment(machine: Machine, accel: str, flavour: str) -> Environment:
+    """The environment of a run on *machine*, booted with *accel*, of a
+    kernel of *flavour*."""
+    return Environment(accel, vendor(machine), flavour)
+
+
+def baseline_path(env: Environment, directory: Path = BASELINES) -> Path:
+    return directory / f"kvm-selftests-baseline-{env.name}.txt"
 
 
 def command(installed: str, tests: list[str] | None = None, timeout: int | None = None,
@@ -156,15 +245,21 @@ def run_planned(machine: Machine, installed: str, baseline: dict[str, str], budg
                "".join(r.tap for r in runs))
 
 
-def confirm(machine: Machine, installed: str, broken: list[str], slowdown: int) -> list[str]:
-    """Of the *broken* tests, those that fail again when rerun alone with
-    twice their limit.  Timing tests flake under TCG on a shared host, and
-    on a loaded one a test that needs 100 s on a quiet host runs past the
-    runner's 120 s: more time passes it, while a hang or a wrong result
-    still fails."""
-    twice = per_test_limit(installed) * slowdown * 2
+def confirm(machine: Machine, installed: str, broken: list[str], slowdown: int,
+            reruns: int = RERUNS) -> list[str]:
+    """Of the *broken* tests, those that fail in any of *reruns* runs alone,
+    each with its normal limit (the runner's, times *slowdown*).
+
+    A timing test may flake under TCG, so one failure in the full run is
+    not proof; but a single passing rerun is too easy a pardon (a race that
+    fails half the time would get through half the time, and with more
+    time a test the series slowed down would always pass).  A test is
+    forgiven only when it passes every rerun; the first failing rerun
+    blames it."""
+    normal = per_test_limit(installed) * slowdown
     return [name for name in broken
-            if run(machine, installed, [name], twice, twice + 120).results.get(name) != "pass"]
+            if any(run(machine, installed, [name], normal, normal + 120).results.get(name) != "pass"
+                   for _ in range(reruns))]
 
 
 @dataclass(frozen=True)
@@ -175,25 +270,31 @@ class Verdict:
     base: dict[str, str]
     installed: str
     regressions: list[str]
-    """Passed on the base, failed in the run, and failed again alone."""
+    """Passed on the base, failed in the run, and failed again in a rerun alone."""
     flaky: list[str]
-    """Passed on the base, failed in the run, passed alone: not counted."""
+    """Passed on the base, failed in the run, passed every rerun alone: not counted."""
     excused: list[str] = field(default_factory=list)
-    """Failed in the run and again alone, but listed in :data:`FLAKY`: reported, not counted."""
+    """Failed in the run and in a rerun, but listed in :data:`FLAKY` with a
+    failure on the base here: reported, not counted."""
+    newly_failing: list[str] = field(default_factory=list)
+    """Skipped on the base, failed in the run: they ran now, and failed."""
+    baseline: str = ""
+    """The baseline's file name, for the summary."""
 
     def summary(self, release: str, n_slowest: int = 8) -> str:
         """One line: counts (and the base's), time, slowest tests, flaky ones."""
         c = counts(self.run.results)
-        base = f"; base: {counts(self.base)}" if self.base else ""
+        against = f" ({self.baseline})" if self.baseline else ""
+        base = f"; base{against}: {counts(self.base)}" if self.base else ""
         line = (f"KVM selftests on {release}: {c['pass']} pass, {c['fail']} fail, {c['skip']} skip "
                 f"({len(self.run.results)} run{base}) in {sum(self.run.took.values())} s; "
                 f"slowest: {slowest(self.run.took, n_slowest)}")
         if self.flaky:
-            line += ("; failed once, passed alone with twice the limit (flaky here, not "
-                     f"counted): {' '.join(self.flaky)}")
+            line += (f"; failed once, passed {RERUNS} reruns alone (flaky here, not counted): "
+                     f"{' '.join(self.flaky)}")
         if self.excused:
-            line += (f"; failed twice but listed as flaky here in {FLAKY.name} (not counted): "
-                     f"{' '.join(self.excused)}")
+            line += (f"; failed again alone but listed in {FLAKY.name} with a failure on the base "
+                     f"here (not counted): {' '.join(self.excused)}")
         return line
 
     def error(self) -> HarnessError | None:
@@ -204,29 +305,38 @@ class Verdict:
         if self.run.overran:
             return HarnessError(self.run.overran, "give the run a larger budget "
                                 "(kselftests --timeout), or run on a quieter host")
+        rerun = (f"rerun one with 'python -m harness run -- {self.installed}/"
+                 "run_kselftest.sh -t kvm:NAME'")
         if self.regressions:
-            return HarnessError(f"passed on the base, not with the series (also alone, with twice "
-                                f"the time): {' '.join(self.regressions)}",
-                                f"rerun one with 'python -m harness run -- {self.installed}/"
-                                "run_kselftest.sh -t kvm:NAME'")
+            return HarnessError(f"passed on the base, not with the series (also in one of {RERUNS} "
+                                f"reruns alone with the normal limit): {' '.join(self.regressions)}",
+                                rerun)
+        if self.newly_failing:
+            return HarnessError("skipped on the base, failing with the series: "
+                                + " ".join(self.newly_failing), rerun)
         return None
 
 
 def verdict(machine: Machine, installed: str, base: dict[str, str], budget: int,
-            slowdown: int, known_flaky: dict[str, str] | None = None) -> Verdict:
+            slowdown: int, known_flaky: dict[str, str] | None = None,
+            baseline: str = "") -> Verdict:
     """Run the selftests on *machine* within *budget* seconds and judge them
-    against *base*.  With a base, the run is planned (:func:`run_planned`);
-    without one (recording it), every test runs with the runner's limits
-    (times *slowdown*).
-    The base's passes that fail are rerun alone (:func:`confirm`), unless
-    the run reported nothing or overran, which fails it anyway."""
+    against *base* (the baseline named *baseline*, of this environment).
+    With a base, the run is planned (:func:`run_planned`); without one
+    (recording it), every test runs with the runner's limits (times
+    *slowdown*).  The base's passes that fail are rerun alone
+    (:func:`confirm`), unless the run reported nothing or overran, which
+    fails it anyway.  *known_flaky*: the tests that may fail here without
+    blame (see :func:`excusable`)."""
     done = (run_planned(machine, installed, base, budget, slowdown) if base
             else run(machine, installed, None, limit(installed, slowdown), budget))
-    broken = regressions(base, done.results) if done.results and not done.overran else []
+    judged = bool(done.results) and not done.overran
+    broken = regressions(base, done.results) if judged else []
     confirmed = confirm(machine, installed, broken, slowdown)
     excused = [t for t in confirmed if t in (known_flaky or {})]
     return Verdict(done, base, installed, [t for t in confirmed if t not in excused],
-                   [t for t in broken if t not in confirmed], excused)
+                   [t for t in broken if t not in confirmed], excused,
+                   newly_failing(base, done.results) if judged else [], baseline)
 
 
 def parse(tap: str) -> dict[str, str]:
@@ -286,21 +396,147 @@ def regressions(baseline: dict[str, str], results: dict[str, str]) -> list[str]:
                   if status == "pass" and results.get(name) != "pass")
 
 
+def newly_failing(baseline: dict[str, str], results: dict[str, str]) -> list[str]:
+    """Tests that skipped on the base and failed now: the series made them
+    run (or they run for another reason now), and they fail."""
+    return sorted(name for name, status in baseline.items()
+                  if status == "skip" and results.get(name) == "fail")
+
+
 def dump(results: dict[str, str]) -> str:
     return "".join(f"{name} {status}\n" for name, status in sorted(results.items()))
 
 
-def load(path: Path = BASELINE) -> dict[str, str]:
-    lines = [line.split() for line in path.read_text().splitlines()
+def header(env: Environment, release: str) -> str:
+    """A baseline's first lines: what it was recorded on, and where."""
+    return (f"# KVM selftests on the unpatched base {release}, one vCPU, {env.accel}; written by "
+            f"the harness ('python -m harness kselftests --baseline' or the VM suite)\n"
+            f"# environment: {env.name} ({env.describe()})\n")
+
+
+def load(path: Path, env: Environment | None = None) -> dict[str, str]:
+    """The baseline in *path*; with *env*, only if the file says it was
+    recorded there (a file copied to another environment's name is refused)."""
+    text = path.read_text()
+    if env is not None:
+        said = next((m.group("name") for line in text.splitlines()
+                     if (m := _ENV_LINE.match(line))), None)
+        if said != env.name:
+            raise HarnessError(f"{path.name} says it was recorded in {said or 'no environment'}, "
+                               f"not {env.name}", "record it again on the base in this environment "
+                               "(delete the file; the next run records it)")
+    lines = [line.split() for line in text.splitlines()
              if line.strip() and not line.startswith("#")]
     return {name: status for name, status in lines}
 
 
-def load_flaky(path: Path = FLAKY) -> dict[str, str]:
-    """Test name -> the evidence recorded for it in *path*."""
-    out = {}
+def baseline_for(env: Environment, record: Callable[[Environment, Path], None],
+                 directory: Path = BASELINES) -> tuple[dict[str, str], Path]:
+    """*env*'s baseline and its file; when there is none, *record* (see
+    :func:`record_on_base`) writes it first.  Never another environment's."""
+    path = baseline_path(env, directory)
+    if not path.exists():
+        say(f"no KVM selftest baseline for {env.describe()} ({path.name}): recording one on the "
+            "unpatched base now; this builds the base kernel in its own worktree and runs every "
+            "selftest on it, which takes long (tens of minutes under TCG)")
+        record(env, path)
+        if not path.exists():
+            raise HarnessError(f"recording the baseline for {env.name} did not write {path}")
+        say(f"baseline for {env.name} written to {path}; commit it with the run that made it")
+    return load(path, env), path
+
+
+# -- recording a baseline on the unpatched base --------------------------------
+
+def base_flavour(flavour: Flavour) -> Flavour:
+    """The unpatched kernel whose results stand for *flavour*'s base: the
+    ``base`` flavour for the default one, else *flavour* itself without the
+    series (its config, boot and limits), in a worktree of its own."""
+    if not flavour.patched:
+        return flavour
+    if flavour.name == flavours.DEFAULT:
+        return flavours.get("base")
+    return replace(flavour, name=f"base-{flavour.name}", patched=False,
+                   localversion=f"-base-{flavour.name}")
+
+
+Builder = Callable[["Settings"], "Kernel"]
+Booter = Callable[["Settings", "Kernel"], AbstractContextManager[Machine]]
+
+
+def _build(cfg: Settings) -> Kernel:
+    from harness.kernel import pipeline
+
+    return pipeline.make_kernel(cfg)
+
+
+def _boot(cfg: Settings, kernel: Kernel) -> AbstractContextManager[Machine]:
+    from harness.vm import boot
+    from harness.vm.session import LOAD_KVM, Session
+
+    return Session(Path(kernel.tree), boot.options(cfg), setup=(LOAD_KVM,))
+
+
+def record_on_base(cfg: Settings, env: Environment, path: Path, budget: int = RECORD_BUDGET,
+                   build: Builder = _build, boot_vm: Booter = _boot) -> Verdict:
+    """Build the unpatched base of ``cfg.flavour`` (:func:`base_flavour`),
+    boot it with *env*'s accelerator, check that it is *env* there, run every
+    selftest with the runner's limits within *budget* seconds (times the
+    slowdown) and write the results to *path*.  A run that reported nothing
+    or overran writes nothing."""
+    flavour = base_flavour(cfg.flavour)
+    base_cfg = replace(cfg, flavour=flavour, accel=env.accel)
+    kernel = build(base_cfg)
+    slowdown = flavour.limit_multiplier
+    with boot_vm(base_cfg, kernel) as vm:
+        seen = environment(vm, env.accel, env.flavour)
+        if seen != env:
+            raise HarnessError(f"the base booted in {seen.name}, not {env.name}: no baseline "
+                               "recorded", "a baseline holds for its own environment only")
+        v = verdict(vm, kernel.kselftests, {}, budget * slowdown, slowdown)
+    error = v.error()
+    if error is not None:
+        raise error
+    path.write_text(header(env, kernel.release) + dump(v.run.results))
+    return v
+
+
+# -- tests known to flake ----------------------------------------------------
+
+@dataclass(frozen=True)
+class Flake:
+    """One line of :data:`FLAKY`: ``NAME ENVIRONMENT DATE base|patched EVIDENCE``."""
+
+    name: str
+    env: str
+    date: datetime.date
+    on: str
+    """"base": it failed on the unpatched base; "patched": only seen with the series."""
+    evidence: str
+
+    def excuses(self, env: Environment) -> bool:
+        """Only a failure on the unpatched base, in the same environment,
+        shows that the test fails without the series."""
+        return self.on == "base" and self.env == env.name
+
+
+def load_flaky(path: Path = FLAKY) -> list[Flake]:
+    """Every entry of *path*, checked (a malformed line is an error, not a
+    silent pardon)."""
+    out = []
     for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, evidence = line.partition(" ")
-            out[name] = evidence.strip()
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split(None, 4)
+        if len(parts) < 5 or parts[3] not in ("base", "patched"):
+            raise HarnessError(f"{path.name}: cannot read {line[:60]!r}",
+                               "lines read NAME ENVIRONMENT YYYY-MM-DD base|patched EVIDENCE")
+        name, env, date, on, evidence = parts
+        Environment.parse(env)
+        out.append(Flake(name, env, datetime.date.fromisoformat(date), on, evidence))
     return out
+
+
+def excusable(flakes: list[Flake], env: Environment) -> dict[str, str]:
+    """Test name -> evidence, for the entries that excuse a failure in *env*."""
+    return {f.name: f.evidence for f in flakes if f.excuses(env)}

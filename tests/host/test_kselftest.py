@@ -1,13 +1,24 @@
 """Judging the upstream KVM selftests against the base's baseline."""
 
+import datetime
+import itertools
+import math
+import random
+import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from harness import flavours, kselftest
+from harness.errors import HarnessError
+from harness.kernel.pipeline import Kernel
 from harness.machine import Result
+from harness.settings import Settings
 
 TAP = """\
 TAP version 13
@@ -166,12 +177,16 @@ def test_a_slower_kernel_gets_longer_limits(installed: str) -> None:
     assert kselftest.limit(installed, flavours.get("debug").limit_multiplier) == 360
 
 
-def test_a_regression_counts_only_if_it_fails_again_alone_with_more_time(installed: str) -> None:
-    guest = FakeGuest(("1 ok 1 selftests: kvm: cpuid_test\n", 0),
+def test_a_regression_is_rerun_alone_three_times_with_its_normal_limit(installed: str) -> None:
+    """cpuid_test passes all three reruns (forgiven); steal_time fails its
+    second, which blames it without a third."""
+    guest = FakeGuest(*[("1 ok 1 selftests: kvm: cpuid_test\n", 0)] * 3,
+                      ("1 ok 1 selftests: kvm: steal_time\n", 0),
                       ("1 not ok 1 selftests: kvm: steal_time # exit=1\n", 0))
     assert kselftest.confirm(guest, installed, ["cpuid_test", "steal_time"], 1) == ["steal_time"]  # type: ignore[arg-type]
-    twice = 2 * kselftest.RUNNER_DEFAULT_TIMEOUT
-    assert all(f"-o {twice} " in cmd and f"timeout -k 30 {twice + 120} " in cmd
+    assert guest.answers == [] and len(guest.commands) == 3 + 2
+    normal = kselftest.RUNNER_DEFAULT_TIMEOUT
+    assert all(f"-o {normal} " in cmd and f"timeout -k 30 {normal + 120} " in cmd
                for cmd, _ in guest.commands)
 
 
@@ -185,19 +200,21 @@ def test_a_verdict_counts_only_regressions_that_fail_again_alone(installed: str)
                        "2 ok 2 selftests: kvm: iofd_test\n"
                        "3 not ok 3 selftests: kvm: steal_time # exit=1\n", 0),
                       ("4 not ok 1 selftests: kvm: dirty_log_test # TIMEOUT 30 seconds\n", 0),
-                      ("5 ok 1 selftests: kvm: cpuid_test\n", 0),
+                      *[("5 ok 1 selftests: kvm: cpuid_test\n", 0)] * kselftest.RERUNS,
                       ("6 not ok 1 selftests: kvm: steal_time # exit=1\n", 0))
-    v = kselftest.verdict(guest, installed, BASE, budget=1000, slowdown=3)  # type: ignore[arg-type]
+    v = kselftest.verdict(guest, installed, BASE, budget=1000, slowdown=3,  # type: ignore[arg-type]
+                          baseline="kvm-selftests-baseline-tcg-svm-debug.txt")
     assert (v.regressions, v.flaky) == (["steal_time"], ["cpuid_test"])
     full, _, *alone = [cmd for cmd, _ in guest.commands]
-    assert f"-o {3 * kselftest.RUNNER_DEFAULT_TIMEOUT} " in full  # the slowdown reaches each limit
-    twice = 2 * 3 * kselftest.RUNNER_DEFAULT_TIMEOUT
-    assert all(f"-o {twice} " in cmd for cmd in alone) and len(alone) == 2
+    normal = 3 * kselftest.RUNNER_DEFAULT_TIMEOUT
+    assert f"-o {normal} " in full  # the slowdown reaches each limit
+    assert all(f"-o {normal} " in cmd for cmd in alone) and len(alone) == kselftest.RERUNS + 1
     error = v.error()
-    assert error is not None and error.what.endswith("twice the time): steal_time")
+    assert error is not None and error.what.endswith("with the normal limit): steal_time")
     assert f"{installed}/run_kselftest.sh -t kvm:NAME" in (error.hint or "")
     line = v.summary("6.12-iofd")
-    assert line.startswith("KVM selftests on 6.12-iofd: 1 pass, 3 fail, 0 skip (4 run; base: "
+    assert line.startswith("KVM selftests on 6.12-iofd: 1 pass, 3 fail, 0 skip (4 run; base "
+                           "(kvm-selftests-baseline-tcg-svm-debug.txt): "
                            "{'pass': 2, 'fail': 1, 'skip': 0})")
     assert line.endswith("(flaky here, not counted): cpuid_test")
 
@@ -239,6 +256,9 @@ def test_recording_the_baseline_runs_every_test_with_the_runners_limits(installe
     assert "base:" not in v.summary("r") and v.run.results["dirty_log_test"] == "fail"
 
 
+TCG_SVM = kselftest.Environment("tcg", "svm", "default")
+
+
 def test_a_listed_flaky_test_is_reported_not_counted(installed: str) -> None:
     """Failing in the run and again alone fails the verdict, unless the test is
     in the flaky list; then the summary names it and nothing else changes."""
@@ -249,14 +269,308 @@ def test_a_listed_flaky_test_is_reported_not_counted(installed: str) -> None:
     listed = kselftest.verdict(FakeGuest((run_out, 0), alone), installed, base, budget=1000,
                                slowdown=1, known_flaky={"steal_time": "seen"})  # type: ignore[arg-type]
     assert listed.error() is None and listed.excused == ["steal_time"]
-    assert "listed as flaky" in listed.summary("r") and "steal_time" in listed.summary("r")
+    assert "listed in" in listed.summary("r") and "steal_time" in listed.summary("r")
     unlisted = kselftest.verdict(FakeGuest((run_out, 0), alone), installed, base, budget=1000,
                                  slowdown=1, known_flaky={"other": "seen"})  # type: ignore[arg-type]
     assert unlisted.error() is not None and unlisted.regressions == ["steal_time"]
 
 
+def test_only_a_failure_on_the_base_in_the_same_environment_excuses(tmp_path: Path) -> None:
+    flaky = tmp_path / "flaky.txt"
+    flaky.write_text("# NAME ENVIRONMENT DATE base|patched EVIDENCE\n"
+                     "a_test tcg-svm-default 2026-11-30 base failed on 6.12.117-base in make test\n"
+                     "b_test tcg-svm-default 2026-11-30 patched failed with the series only\n"
+                     "c_test kvm-vmx-default 2026-11-30 base failed on 6.12.117-base on a runner\n")
+    flakes = kselftest.load_flaky(flaky)
+    assert kselftest.excusable(flakes, TCG_SVM) == {"a_test": "failed on 6.12.117-base in make test"}
+    assert list(kselftest.excusable(flakes, kselftest.Environment("kvm", "vmx", "default"))) == [
+        "c_test"]
+    flaky.write_text("d_test tcg-svm-default 2026-11-30 failed once\n")  # no base|patched
+    with pytest.raises(HarnessError, match="cannot read"):
+        kselftest.load_flaky(flaky)
+
+
 def test_the_flaky_list_gives_evidence_for_each_test() -> None:
+    """Each entry names a real environment, a date that has been, and
+    evidence; its test is one its environment's baseline knows."""
     flaky = kselftest.load_flaky()
     assert flaky, "an empty list: delete the file instead"
-    assert all(len(evidence) > 40 and "20" in evidence for evidence in flaky.values())
-    assert set(flaky) <= set(kselftest.load()), "only tests the baseline knows"
+    for entry in flaky:
+        assert len(entry.evidence) > 40 and entry.date <= datetime.date.today()
+        env = kselftest.Environment.parse(entry.env)
+        path = kselftest.baseline_path(env)
+        if path.exists():
+            assert entry.name in kselftest.load(path, env), f"{entry.name}: not in {path.name}"
+        assert entry.excuses(env) == (entry.on == "base")
+
+
+# -- one baseline per environment ----------------------------------------------
+
+SVM_BASE = {"svm_vmcall_test": "pass", "vmx_msrs_test": "skip", "cpuid_test": "pass"}
+VMX_BASE = {"svm_vmcall_test": "skip", "vmx_msrs_test": "pass", "cpuid_test": "pass"}
+
+
+class CpuGuest(FakeGuest):
+    """A machine whose /proc/cpuinfo shows *vendor*; other commands get the canned answers."""
+
+    label = "fake"
+
+    def __init__(self, vendor: str, *answers: tuple[str, int]) -> None:
+        super().__init__(*answers)
+        self.vendor = vendor
+
+    def run(self, cmd: str, timeout: float = 600.0, env: dict[str, str] | None = None, *,
+            what: str | None = None) -> Result:
+        if cmd == kselftest.VENDOR_COMMAND:
+            return Result(f"{self.vendor}\n" if self.vendor else "", "", 0 if self.vendor else 1)
+        return super().run(cmd, timeout, env, what=what)
+
+
+def write_baseline(directory: Path, env: kselftest.Environment, results: dict[str, str]) -> Path:
+    path = kselftest.baseline_path(env, directory)
+    path.write_text(kselftest.header(env, "6.12.117-base") + kselftest.dump(results))
+    return path
+
+
+def no_recording(env: kselftest.Environment, path: Path) -> None:
+    raise AssertionError(f"recorded {path.name} though it exists")
+
+
+def test_the_environment_is_named_by_accelerator_vendor_and_flavour() -> None:
+    assert kselftest.environment(CpuGuest("vmx"), "kvm", "debug").name == "kvm-vmx-debug"  # type: ignore[arg-type]
+    assert kselftest.environment(CpuGuest("svm"), "tcg", "default") == TCG_SVM  # type: ignore[arg-type]
+    assert kselftest.Environment.parse("kvm-vmx-base-debug") == kselftest.Environment(
+        "kvm", "vmx", "base-debug")
+    with pytest.raises(HarnessError, match="neither vmx nor svm"):
+        kselftest.environment(CpuGuest(""), "kvm", "default")  # type: ignore[arg-type]
+    with pytest.raises(HarnessError, match="not an environment"):
+        kselftest.Environment.parse("tcg-default")
+
+
+def test_the_existing_baseline_is_tcg_svm_default() -> None:
+    """The one recorded here (under TCG, AMD SVM, the default flavour) is
+    named so and says so; the SVM tests pass in it, the VMX ones skip."""
+    path = kselftest.baseline_path(TCG_SVM)
+    base = kselftest.load(path, TCG_SVM)
+    assert path.name == "kvm-selftests-baseline-tcg-svm-default.txt"
+    assert base["svm_vmcall_test"] == "pass" and base["vmx_msrs_test"] == "skip"
+    assert not (kselftest.BASELINES / "kvm-selftests-baseline.txt").exists()
+
+
+def test_a_vmx_machine_picks_the_vmx_baseline(tmp_path: Path) -> None:
+    svm = kselftest.environment(CpuGuest("svm"), "kvm", "default")  # type: ignore[arg-type]
+    vmx = kselftest.environment(CpuGuest("vmx"), "kvm", "default")  # type: ignore[arg-type]
+    write_baseline(tmp_path, svm, SVM_BASE)
+    write_baseline(tmp_path, vmx, VMX_BASE)
+    assert kselftest.baseline_for(vmx, no_recording, tmp_path) == (
+        VMX_BASE, tmp_path / "kvm-selftests-baseline-kvm-vmx-default.txt")
+    assert kselftest.baseline_for(svm, no_recording, tmp_path)[0] == SVM_BASE
+
+
+def test_a_missing_baseline_is_recorded_not_borrowed(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the SVM baseline exists; a VMX run records its own on the base and
+    is judged against that, and the SVM file is left as it was."""
+    svm_file = write_baseline(tmp_path, kselftest.Environment("kvm", "svm", "default"), SVM_BASE)
+    before = svm_file.read_text()
+    vmx = kselftest.Environment("kvm", "vmx", "default")
+    recorded: list[tuple[kselftest.Environment, Path]] = []
+
+    def record(env: kselftest.Environment, path: Path) -> None:
+        recorded.append((env, path))
+        write_baseline(path.parent, env, VMX_BASE)
+
+    base, path = kselftest.baseline_for(vmx, record, tmp_path)
+    assert recorded == [(vmx, tmp_path / "kvm-selftests-baseline-kvm-vmx-default.txt")]
+    assert (base, path) == (VMX_BASE, recorded[0][1]) and svm_file.read_text() == before
+    said = capsys.readouterr().err
+    assert "no KVM selftest baseline for KVM, Intel VMX, default flavour" in said
+    assert "recording one on the unpatched base" in said
+
+    def record_nothing(env: kselftest.Environment, path: Path) -> None:
+        pass
+
+    with pytest.raises(HarnessError, match="did not write"):
+        kselftest.baseline_for(kselftest.Environment("tcg", "vmx", "default"), record_nothing,
+                               tmp_path)
+
+
+def test_a_baseline_copied_to_another_environment_is_refused(tmp_path: Path) -> None:
+    svm = kselftest.Environment("kvm", "svm", "default")
+    vmx = kselftest.Environment("kvm", "vmx", "default")
+    kselftest.baseline_path(vmx, tmp_path).write_text(
+        write_baseline(tmp_path, svm, SVM_BASE).read_text())
+    with pytest.raises(HarnessError, match="recorded in kvm-svm-default, not kvm-vmx-default"):
+        kselftest.baseline_for(vmx, no_recording, tmp_path)
+
+
+# -- recording on the unpatched base, with a fake build and a fake VM ------------
+
+def settings_for(tmp_path: Path, flavour: str) -> Settings:
+    return Settings(cache=tmp_path / "cache", kernel_src=None, jobs=1, accel=None,
+                    flavour=flavours.get(flavour))
+
+
+class FakeBase:
+    """A build that records what it was asked to build, and a VM of it."""
+
+    def __init__(self, installed: str, guest: CpuGuest) -> None:
+        self.installed = installed
+        self.guest = guest
+        self.built: list[Settings] = []
+        self.booted: list[str] = []
+
+    def build(self, cfg: Settings) -> Kernel:
+        self.built.append(cfg)
+        name = cfg.flavour.name
+        return Kernel(flavour=name, tree=f"/cache/linux-{name}", bzimage="bz", release="6.12.117-base",
+                      series="base", doorbell_ko="", headers="", selftests="",
+                      kselftests=self.installed)
+
+    @contextmanager
+    def boot(self, cfg: Settings, kernel: Kernel) -> Iterator[CpuGuest]:
+        self.booted.append(kernel.tree)
+        yield self.guest
+
+
+def test_recording_builds_and_boots_the_base_and_writes_the_file(tmp_path: Path,
+                                                                installed: str) -> None:
+    fake = FakeBase(installed, CpuGuest("vmx", (TAP, 0)))
+    env = kselftest.Environment("kvm", "vmx", "default")
+    path = tmp_path / "baseline.txt"
+    kselftest.record_on_base(settings_for(tmp_path, "default"), env, path, budget=600,
+                             build=fake.build, boot_vm=fake.boot)  # type: ignore[arg-type]
+    [cfg] = fake.built
+    assert cfg.flavour is flavours.get("base") and not cfg.flavour.patched
+    assert cfg.accel == "kvm"  # the patched run's accelerator, not a new probe
+    assert fake.booted == ["/cache/linux-base"]
+    [(cmd, _)] = fake.guest.commands
+    assert "./run_kselftest.sh -c kvm 2>&1" in cmd and "timeout -k 30 600 " in cmd
+    assert kselftest.load(path, env) == kselftest.parse(TAP)
+    assert "# environment: kvm-vmx-default (KVM, Intel VMX, default flavour)" in path.read_text()
+
+
+def test_the_debug_flavours_base_is_the_debug_kernel_without_the_series(tmp_path: Path,
+                                                                       installed: str) -> None:
+    fake = FakeBase(installed, CpuGuest("svm", (TAP, 0)))
+    env = kselftest.Environment("tcg", "svm", "debug")
+    kselftest.record_on_base(settings_for(tmp_path, "debug"), env, tmp_path / "b.txt",
+                             budget=600, build=fake.build, boot_vm=fake.boot)  # type: ignore[arg-type]
+    flavour = fake.built[0].flavour
+    debug = flavours.get("debug")
+    assert (flavour.name, flavour.patched, flavour.tree_suffix) == ("base-debug", False,
+                                                                    "-base-debug")
+    assert (flavour.fragments, flavour.append, flavour.memory) == (debug.fragments, debug.append,
+                                                                   debug.memory)
+    [(cmd, _)] = fake.guest.commands
+    assert f"timeout -k 30 {600 * debug.limit_multiplier} " in cmd
+    assert f"-o {3 * kselftest.RUNNER_DEFAULT_TIMEOUT}" in cmd
+
+
+def test_a_base_in_another_environment_records_nothing(tmp_path: Path, installed: str) -> None:
+    fake = FakeBase(installed, CpuGuest("svm", (TAP, 0)))
+    path = tmp_path / "b.txt"
+    with pytest.raises(HarnessError, match="the base booted in kvm-svm-default, not kvm-vmx"):
+        kselftest.record_on_base(settings_for(tmp_path, "default"),
+                                 kselftest.Environment("kvm", "vmx", "default"), path,
+                                 build=fake.build, boot_vm=fake.boot)  # type: ignore[arg-type]
+    assert not path.exists() and fake.guest.commands == []
+
+
+def test_a_base_run_that_reports_nothing_records_nothing(tmp_path: Path, installed: str) -> None:
+    fake = FakeBase(installed, CpuGuest("svm", ("bash: ./run_kselftest.sh: not found\n", 127)))
+    path = tmp_path / "b.txt"
+    with pytest.raises(HarnessError, match="reported nothing"):
+        kselftest.record_on_base(settings_for(tmp_path, "default"), TCG_SVM, path,
+                                 build=fake.build, boot_vm=fake.boot)  # type: ignore[arg-type]
+    assert not path.exists()
+
+
+# -- skipped on the base, failing now -------------------------------------------
+
+def test_a_test_that_skipped_on_the_base_and_fails_now_fails_the_verdict(installed: str) -> None:
+    base = {"cpuid_test": "pass", "steal_time": "skip", "iofd_test": "skip"}
+    guest = FakeGuest(("1 ok 1 selftests: kvm: cpuid_test\n"
+                       "2 ok 2 selftests: kvm: iofd_test # SKIP\n"
+                       "3 not ok 3 selftests: kvm: steal_time # exit=1\n", 0))
+    v = kselftest.verdict(guest, installed, base, budget=1000, slowdown=1)  # type: ignore[arg-type]
+    assert v.newly_failing == ["steal_time"] and v.regressions == []
+    error = v.error()
+    assert error is not None and error.what == ("skipped on the base, failing with the series: "
+                                                "steal_time")
+    assert kselftest.newly_failing(base, {"steal_time": "pass", "iofd_test": "skip"}) == []
+
+
+# -- the flake policy against a racy fake runner ----------------------------------
+
+class RacyRunner:
+    """A kselftest runner in which *racy* fails on the runs *fails* says
+    (one bool per run of it, in order) and every other test passes."""
+
+    label = "fake"
+
+    def __init__(self, racy: str, fails: list[bool], slower: bool = False) -> None:
+        self.racy, self.fails, self.slower = racy, list(fails), slower
+        self.commands: list[str] = []
+
+    def run(self, cmd: str, timeout: float = 600.0, env: dict[str, str] | None = None, *,
+            what: str | None = None) -> Result:
+        self.commands.append(cmd)
+        names = re.findall(r"-t kvm:(\S+)", cmd)
+        limit = re.search(r" -o (\d+) ", cmd)
+        out = []
+        for i, name in enumerate(names, 1):
+            if name != self.racy:
+                failed = False
+            elif self.slower:  # needs 1.5 times the runner's limit (-o, else its own)
+                given = int(limit.group(1)) if limit else kselftest.RUNNER_DEFAULT_TIMEOUT
+                failed = given < 1.5 * kselftest.RUNNER_DEFAULT_TIMEOUT
+            else:
+                failed = self.fails.pop(0)
+            out.append(f"{i} {'not ok' if failed else 'ok'} {i} selftests: kvm: {name}")
+        return Result("\n".join(out) + "\n", "", 0)
+
+
+RACY_BASE = {"cpuid_test": "pass", "iofd_test": "pass", "steal_time": "pass", "dirty_log_test": "pass"}
+
+
+def test_a_race_failing_one_time_in_four_is_blamed_on_the_series(installed: str) -> None:
+    """steal_time fails independently, one run in four.  Once it has failed
+    in the run, every way the three reruns can go is judged by the real
+    verdict: the series is blamed whenever a rerun fails, which for this race
+    is 1 - (3/4)^3 = 37/64 of the time (the old single rerun: 1/4)."""
+    p_fail = Fraction(1, 4)
+    blamed, seen = Fraction(0), Fraction(0)
+    for reruns in itertools.product([True, False], repeat=kselftest.RERUNS):
+        runner = RacyRunner("steal_time", [True, *reruns])
+        v = kselftest.verdict(runner, installed, RACY_BASE, budget=1000, slowdown=1)  # type: ignore[arg-type]
+        assert (v.regressions == ["steal_time"]) == any(reruns)
+        assert (v.flaky == ["steal_time"]) == (not any(reruns))
+        alone = runner.commands[1:]
+        assert len(alone) == (reruns.index(True) + 1 if any(reruns) else kselftest.RERUNS)
+        assert all(f"-t kvm:steal_time -o {kselftest.RUNNER_DEFAULT_TIMEOUT} " in c for c in alone)
+        weight = math.prod(p_fail if f else 1 - p_fail for f in reruns)
+        seen += weight
+        blamed += weight if v.regressions else 0
+    assert seen == 1 and blamed == 1 - (1 - p_fail) ** kselftest.RERUNS == Fraction(37, 64)
+
+
+def test_a_fake_runner_failing_one_time_in_four_gets_the_series_blamed(installed: str) -> None:
+    """The same race as a seeded random runner, 400 series runs: those in
+    which it showed are blamed in the proportion above, not let through."""
+    rng = random.Random(17)
+    shown = blamed = 0
+    for _ in range(400):
+        runner = RacyRunner("steal_time", [rng.random() < 0.25 for _ in range(1 + kselftest.RERUNS)])
+        v = kselftest.verdict(runner, installed, RACY_BASE, budget=1000, slowdown=1)  # type: ignore[arg-type]
+        shown += bool(v.regressions or v.flaky)
+        blamed += bool(v.regressions)
+    assert 60 < shown < 140 and 0.45 < blamed / shown < 0.72
+
+
+def test_a_test_the_series_slowed_down_is_blamed(installed: str) -> None:
+    """It now needs 1.5 times its limit: twice the limit passed it before;
+    the normal limit fails it in every rerun."""
+    runner = RacyRunner("steal_time", [], slower=True)
+    v = kselftest.verdict(runner, installed, RACY_BASE, budget=1000, slowdown=1)  # type: ignore[arg-type]
+    assert v.regressions == ["steal_time"] and v.error() is not None
