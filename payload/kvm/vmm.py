@@ -94,6 +94,22 @@ _MAP_FAILED = ctypes.c_void_p(-1).value
 _INT_MAX = (1 << 31) - 1
 
 
+def unavailable(cap: int | None = uapi.KVM_CAP_IOFD, cap_name: str = "KVM_CAP_IOFD",
+                kvm_path: str = "/dev/kvm") -> str | None:
+    """Why this machine cannot run VMs with ``cap`` (default: the patched
+    kernel's KVM_IOFD), or None when it can.  Tests skip with this reason."""
+    if not os.path.exists(kvm_path):
+        return f"{kvm_path} does not exist (is kvm_intel/kvm_amd loaded?)"
+    try:
+        with Vm(kvm_path=kvm_path) as vm:
+            if cap is not None and not vm.check_extension(cap):
+                return f"KVM_CHECK_EXTENSION({cap_name}) is 0" + (
+                    ": not the patched kernel" if cap == uapi.KVM_CAP_IOFD else "")
+    except OSError as exc:
+        return f"cannot create a VM: {exc}"
+    return None
+
+
 def _ioctl(fd: int, request: int, arg: int | ctypes.Structure = 0) -> int:
     """ioctl that returns the syscall's int result and raises OSError(errno).
 

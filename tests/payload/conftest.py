@@ -5,6 +5,8 @@ from collections.abc import Iterator
 import pytest
 
 from payload import splat
+from payload.eventfd import EventFd
+from payload.kvm.vmm import Vm
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +16,17 @@ def no_kernel_splat() -> Iterator[None]:
         yield
     found = watch.splats()
     assert not found, "kernel log splat during the test:\n" + splat.describe(found)
+
+
+@pytest.fixture
+def vm() -> Iterator[Vm]:
+    """A fresh VM (guest RAM, no vCPU yet), closed after the test."""
+    with Vm() as machine:
+        yield machine
+
+
+@pytest.fixture
+def efd() -> Iterator[EventFd]:
+    """A non-blocking eventfd, closed after the test."""
+    with EventFd() as fd:
+        yield fd

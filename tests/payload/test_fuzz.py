@@ -33,7 +33,7 @@ from payload.fuzz.kvm_side import KvmSide
 from payload.fuzz.model import Access, BufRef, Case, FdRef, Model
 from payload.guest import programs
 from payload.kvm import uapi
-from payload.kvm.vmm import Vm
+from payload.kvm.vmm import Vm, unavailable
 
 SECONDS = float(os.environ.get("FUZZ_SECONDS", "20"))
 FIXED_SEED = 20261128
@@ -42,19 +42,7 @@ FIXED_CASES = 1500
 reach ENOSPC, and for some fuzzing with that bus full."""
 
 
-def _why_not() -> str | None:
-    if os.geteuid() != 0 or not os.path.exists("/dev/kvm"):
-        return "needs root and /dev/kvm: these tests run inside the test VM"
-    try:
-        with Vm() as vm:
-            if not vm.check_extension(uapi.KVM_CAP_IOFD):
-                return "KVM_CAP_IOFD is 0: not the patched kernel"
-    except OSError as exc:
-        return f"cannot create a VM: {exc}"
-    return None
-
-
-WHY_NOT = _why_not()
+WHY_NOT = unavailable()
 if WHY_NOT:
     pytest.skip(WHY_NOT, allow_module_level=True)
 

@@ -10,9 +10,6 @@ KVM_RUN returned only at DONE_PORT.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
 
 from payload import cpu
@@ -21,7 +18,7 @@ from payload.guest import hypercall
 from payload.guest.memmap import STATUS_ADDR
 from payload.guest.programs import Program
 from payload.kvm import uapi
-from payload.kvm.vmm import RunResult, Vm
+from payload.kvm.vmm import RunResult, Vm, unavailable
 
 TIMEOUT_S = 60.0
 N = 200
@@ -29,35 +26,11 @@ CONN_ID = 7
 VENDOR = cpu.vendor()
 
 
-def _why_not() -> str | None:
-    if not os.path.exists("/dev/kvm"):
-        return "/dev/kvm does not exist (is kvm_intel/kvm_amd loaded?)"
-    if VENDOR == "unknown":
-        return "neither an AMD nor an Intel CPU: no known hypercall instruction"
-    try:
-        with Vm() as vm:
-            if not vm.check_extension(uapi.KVM_CAP_HYPERV_EVENTFD):
-                return "KVM_CAP_HYPERV_EVENTFD is 0 (CONFIG_KVM_HYPERV off?)"
-    except OSError as exc:
-        return f"cannot create a VM: {exc}"
-    return None
-
-
-WHY_NOT = _why_not()
+WHY_NOT = ("neither an AMD nor an Intel CPU: no known hypercall instruction"
+           if VENDOR == "unknown" else
+           unavailable(uapi.KVM_CAP_HYPERV_EVENTFD, "KVM_CAP_HYPERV_EVENTFD"))
 if WHY_NOT:
     pytest.skip(WHY_NOT, allow_module_level=True)
-
-
-@pytest.fixture
-def vm() -> Iterator[Vm]:
-    with Vm() as machine:
-        yield machine
-
-
-@pytest.fixture
-def efd() -> Iterator[EventFd]:
-    with EventFd() as fd:
-        yield fd
 
 
 def run(vm: Vm, program: Program, hyperv: bool) -> tuple[RunResult, int]:

@@ -31,9 +31,8 @@ import pytest
 from payload.eventfd import EventFd
 from payload.guest import bank
 from payload.guest.bank import Op, Read, Write
-from payload.kvm import uapi
 from payload.kvm.buffer import RegisterBuffer
-from payload.kvm.vmm import Exit, RunResult, Vcpu, Vm
+from payload.kvm.vmm import Exit, RunResult, Vcpu, Vm, unavailable
 
 RecordProperty = Callable[[str, object], None]
 """pytest's ``record_testsuite_property`` fixture (``record_property`` is
@@ -56,37 +55,12 @@ EXITED_READ = 0x600DF00D
 """What the exit handler answers to a read that reached userspace."""
 
 
-def _why_not() -> str | None:
-    """Why the module cannot run here, or None."""
-    if not os.path.exists("/dev/kvm"):
-        return "/dev/kvm does not exist (is kvm_intel/kvm_amd loaded?)"
-    try:
-        with Vm() as vm:
-            if not vm.check_extension(uapi.KVM_CAP_IOFD):
-                return "KVM_CHECK_EXTENSION(KVM_CAP_IOFD) is 0: not the patched kernel"
-    except OSError as exc:
-        return f"cannot create a VM: {exc}"
-    return None
-
-
-WHY_NOT = _why_not()
+WHY_NOT = unavailable()
 if WHY_NOT:
     pytest.skip(WHY_NOT, allow_module_level=True)
 
 
 # --- fixtures and helpers ------------------------------------------------------------
-@pytest.fixture
-def vm() -> Iterator[Vm]:
-    with Vm() as machine:
-        yield machine
-
-
-@pytest.fixture
-def efd() -> Iterator[EventFd]:
-    with EventFd() as fd:
-        yield fd
-
-
 @pytest.fixture
 def buf() -> Iterator[RegisterBuffer]:
     """RANGE_LEN bytes holding BACKGROUND."""

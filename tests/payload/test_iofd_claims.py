@@ -25,7 +25,6 @@ The whole module is skipped where KVM_CAP_IOFD is 0 (an unpatched kernel).
 from __future__ import annotations
 
 import errno
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -34,8 +33,7 @@ import pytest
 from payload.eventfd import EventFd
 from payload.guest import programs
 from payload.guest.programs import Access, Program
-from payload.kvm import uapi
-from payload.kvm.vmm import Exit, RunResult, Vm
+from payload.kvm.vmm import Exit, RunResult, Vm, unavailable
 
 TIMEOUT_S = 60.0
 RANGE_LEN = 8
@@ -43,37 +41,12 @@ BASES = {"pio": 0x0700, "mmio": 0x9100}  # free port / unbacked address, as in t
 BUSES = ("pio", "mmio")
 
 
-def _why_not() -> str | None:
-    """Why the module cannot run here, or None."""
-    if not os.path.exists("/dev/kvm"):
-        return "/dev/kvm does not exist (is kvm_intel/kvm_amd loaded?)"
-    try:
-        with Vm() as vm:
-            if not vm.check_extension(uapi.KVM_CAP_IOFD):
-                return "KVM_CHECK_EXTENSION(KVM_CAP_IOFD) is 0: not the patched kernel"
-    except OSError as exc:
-        return f"cannot create a VM: {exc}"
-    return None
-
-
-WHY_NOT = _why_not()
+WHY_NOT = unavailable()
 if WHY_NOT:
     pytest.skip(WHY_NOT, allow_module_level=True)
 
 
 # --- fixtures and helpers ------------------------------------------------------------
-@pytest.fixture
-def vm() -> Iterator[Vm]:
-    with Vm() as machine:
-        yield machine
-
-
-@pytest.fixture
-def efd() -> Iterator[EventFd]:
-    with EventFd() as fd:
-        yield fd
-
-
 @pytest.fixture
 def efds() -> Iterator[list[EventFd]]:
     """Five eventfds, for the reproducers that register several ioeventfds."""

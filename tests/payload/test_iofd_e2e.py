@@ -25,7 +25,7 @@ from payload.eventfd import EventFd
 from payload.guest import programs
 from payload.guest.programs import Access, Program
 from payload.kvm import uapi
-from payload.kvm.vmm import Exit, RunResult, Vm
+from payload.kvm.vmm import Exit, RunResult, Vm, unavailable
 from payload.native import run_native
 
 N = 20
@@ -52,38 +52,12 @@ FILL_BASE = {"pio": 0x1000, "mmio": 0xD000}
 OTHER, and inside what a guest program reaches."""
 
 
-def _why_not() -> str | None:
-    """Why the module cannot run here, or None."""
-    if not os.path.exists("/dev/kvm"):
-        return "/dev/kvm does not exist (is kvm_intel/kvm_amd loaded?)"
-    try:
-        with Vm() as vm:
-            if not vm.check_extension(uapi.KVM_CAP_IOFD):
-                return "KVM_CHECK_EXTENSION(KVM_CAP_IOFD) is 0: not the patched kernel"
-    except OSError as exc:
-        return f"cannot create a VM: {exc}"
-    return None
-
-
-WHY_NOT = _why_not()
+WHY_NOT = unavailable()
 if WHY_NOT:
     pytest.skip(WHY_NOT, allow_module_level=True)
 
 
 # --- fixtures ----------------------------------------------------------------------
-@pytest.fixture
-def vm() -> Iterator[Vm]:
-    with Vm() as machine:
-        yield machine
-
-
-@pytest.fixture
-def efd() -> Iterator[EventFd]:
-    fd = EventFd()
-    yield fd
-    fd.close()
-
-
 @pytest.fixture
 def efd2() -> Iterator[EventFd]:
     fd = EventFd()
