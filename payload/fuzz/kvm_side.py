@@ -27,6 +27,8 @@ from payload.guest import programs
 from payload.kvm import uapi
 from payload.kvm.buffer import RegisterBuffer
 from payload.kvm.ioctl import IOW
+from payload.kvm.libc import libc as _libc
+from payload.kvm.libc import mapped
 from payload.kvm.vmm import Exit, GuestError, Vcpu, Vm
 
 READ_VALUE = 0x5A5A5A5A
@@ -36,20 +38,6 @@ CLOSED_FD_CANDIDATES = range(777, 1000)
 """A number to use as 'closed': high enough that nothing in the process gets
 it (Linux hands out the lowest free number)."""
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong)
-_libc.ioctl.restype = ctypes.c_int
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = (
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-)
-_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-_MAP_FAILED = ctypes.c_void_p(-1).value
 PROT_NONE = 0  # not in the mmap module before Python 3.13
 MAP_NORESERVE = 0x4000
 MAP_FIXED_NOREPLACE = 0x100000
@@ -58,7 +46,7 @@ MAP_FIXED_NOREPLACE = 0x100000
 def _mmap(addr: int | None, length: int, prot: int, flags: int) -> int | None:
     """Anonymous mmap(2); None if it failed."""
     got = _libc.mmap(addr, length, prot, flags | mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
-    return None if got is None or got == _MAP_FAILED else int(got)
+    return int(got) if mapped(got) else None
 
 
 def user_ptr_max() -> int:

@@ -1,8 +1,8 @@
 """User memory behind a KVM_IOFD register bank (KVM_IOFD_FLAG_BUFFER).
 
-The pages are mapped with mmap(2) through libc rather than Python's ``mmap``
-module, because the fault tests must unmap or write-protect them while an
-iofd still points at them, and Python's ``mmap`` object can do neither.
+The pages are mapped with mmap(2) through libc (:mod:`payload.kvm.libc`)
+rather than Python's ``mmap`` module, because the fault tests must unmap or
+write-protect them while an iofd still points at them.
 Loads and stores go through ``ctypes`` at the register's own width, like a
 device model in C would, so a 4-byte register is read with one 4-byte load.
 """
@@ -11,22 +11,11 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-import os
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+from payload.kvm.libc import last_error, mapped
+from payload.kvm.libc import libc as _libc
 
-_MAP_FAILED = ctypes.c_void_p(-1).value
 _WIDTHS = {1: ctypes.c_uint8, 2: ctypes.c_uint16, 4: ctypes.c_uint32, 8: ctypes.c_uint64}
-
-
-def _fail(what: str) -> OSError:
-    err = ctypes.get_errno()
-    return OSError(err, f"{what}: {os.strerror(err)}")
 
 
 class RegisterBuffer:
@@ -39,8 +28,8 @@ class RegisterBuffer:
         self._span = -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
         addr = _libc.mmap(None, self._span, mmap.PROT_READ | mmap.PROT_WRITE,
                           mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
-        if addr is None or addr == _MAP_FAILED:
-            raise _fail("mmap")
+        if not mapped(addr):
+            raise last_error("mmap")
         self.address: int = addr
         self.mapped = True
 
@@ -71,13 +60,13 @@ class RegisterBuffer:
         """Make the pages read-only (or writable again) under a live iofd."""
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
         if _libc.mprotect(self.address, self._span, prot) != 0:
-            raise _fail("mprotect")
+            raise last_error("mprotect")
 
     def unmap(self) -> None:
         """Take the pages away, so KVM's next access to them faults."""
         if self.mapped:
             if _libc.munmap(self.address, self._span) != 0:
-                raise _fail("munmap")
+                raise last_error("munmap")
             self.mapped = False
 
     def close(self) -> None:

@@ -29,6 +29,8 @@ from typing import Protocol
 
 from payload.guest.memmap import DONE_PORT, LOAD_ADDR, RAM_SIZE
 from payload.kvm import uapi
+from payload.kvm.libc import libc as _libc
+from payload.kvm.libc import mapped
 
 HV_LINUX_GUEST_OS_ID = 0x8100 << 48
 """A guest OS id as Linux guests report it (vendor 0x8100): any nonzero value
@@ -76,21 +78,6 @@ class GuestTimeout(GuestError):
         self.timeout_s = timeout_s
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong)
-_libc.ioctl.restype = ctypes.c_int
-_libc.mmap.argtypes = (
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-_libc.munmap.restype = ctypes.c_int
-_MAP_FAILED = ctypes.c_void_p(-1).value
 _INT_MAX = (1 << 31) - 1
 
 
@@ -368,7 +355,7 @@ class Vcpu:
             # libc mmap, not mmap.mmap: a ctypes view of an mmap.mmap pins it
             # (any stray reference, e.g. in a traceback, makes close() fail).
             addr = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, self.fd, 0)
-            if addr in (None, _MAP_FAILED):
+            if not mapped(addr):
                 err = ctypes.get_errno()
                 raise OSError(err, f"mmap of kvm_run: {os.strerror(err)}")
             self._map_addr, self._map_size = addr, size
