@@ -8,8 +8,18 @@ runs to compare against), so its keys are fixed::
      "modes": {mode: {"rtt_us": {"median", "min", "max"}, "iops",
                       "doorbell_exact", "userspace_exits_per_trial"}}}
 
-Everything else (``trials_us``, ``targets``, environment extras) is an
-added key; readers of schema 1 may ignore it.
+Everything else is an added key; readers of schema 1 may ignore it:
+``trials_ns`` (each mode's raw trial times, index = round, which is what
+the targets pair), ``trials_us`` (the same in µs, rounded), ``rounds``
+(each round's run order), ``paths`` (the eventfd modes' path proofs),
+``checks`` (every check with what it measured), ``targets``,
+``reported`` (ratios shown without a target), ``doorbell_array`` (the
+1024-doorbell array, see :func:`doorbell_array`), ``device`` (the
+doorbell-bank scenario, see :func:`device`) and the environment extras.
+The modes added since the first schema 1 files
+(``iofd-buffer-*``, ``ioeventfd-mmio-len0``, ``hc``, ``hc-floor``) and the
+scale rows (``iofd-pio+990`` ...) are more entries under ``modes``, with
+the same keys.
 
 Definitions: rtt = trial wall time / N, the time per guest write including
 its share of the one final exit; ``iops`` = 1e6 / median rtt, as in the
@@ -27,6 +37,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from payload.bench import checks, modes
+from payload.device import model as device_model
+from payload.device import runner as device_runner
 
 SCHEMA = 1
 ENV_KEYS = ("series", "accel", "host_cpu")
@@ -37,11 +49,11 @@ def _us(x: float) -> float:
     return round(x, 3)
 
 
-def mode_stats(raw: Mapping[str, Any], name: str) -> tuple[dict[str, Any], list[float]]:
-    """(the schema's per-mode record, rtt of each trial in µs in run order)."""
+def mode_stats(raw: Mapping[str, Any], name: str) -> tuple[dict[str, Any], list[int]]:
+    """(the schema's per-mode record, raw ns of each trial in round order)."""
     n = raw["iterations"]
     mode = modes.get(name)
-    runs = [t for t in raw["runs"] if t["mode"] == name]
+    runs = sorted((t for t in raw["runs"] if t["mode"] == name), key=lambda t: t["trial"])
     us = [t["ns"] / n / 1000.0 for t in runs]
     median = statistics.median(us)
     exits = {t["kvm_runs"] for t in runs}
@@ -53,7 +65,103 @@ def mode_stats(raw: Mapping[str, Any], name: str) -> tuple[dict[str, Any], list[
         "doorbell_exact": all(t["doorbell"] == mode.expected_doorbell(n) for t in runs),
         "userspace_exits_per_trial": exits.pop(),
     }
-    return record, [_us(x) for x in us]
+    return record, [t["ns"] for t in runs]
+
+
+def _spread_us(ns: list[int | None]) -> dict[str, float] | None:
+    values = [v / 1000.0 for v in ns if isinstance(v, int)]
+    if not values:
+        return None
+    return {"median": _us(statistics.median(values)), "min": _us(min(values)),
+            "max": _us(max(values))}
+
+
+def _array_side(repeats: list[Mapping[str, Any]], side: str, registrations: int) -> dict[str, Any]:
+    recs = [r[side] for r in repeats]
+    register = [r.get("register_ns") for r in recs]
+    median_ns = statistics.median(v for v in register if isinstance(v, int))
+    return {
+        "registrations": registrations,
+        "accepted": [r.get("accepted") for r in recs],
+        "refused": [r.get("refused") for r in recs],
+        "register_us": _spread_us(register),
+        "register_us_per_registration": _us(median_ns / registrations / 1000.0),
+        "deassign_us": _spread_us([r.get("deassign_ns") for r in recs]),
+        "_register_median_ns": median_ns,
+    }
+
+
+def doorbell_array(array: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The 1024-doorbell array's summary: per side the registrations it
+    needs, what the kernel accepted (and refused, with which errno) in each
+    repeat, register and deassign times in µs (median, min, max over the
+    repeats), and ``register_ratio``, the median times' ratio
+    ioeventfd / iofd.  None when the run did not measure it."""
+    if array is None:
+        return None
+    repeats = array["repeats"]
+    ioeventfd = _array_side(repeats, "ioeventfd", array["doorbells"])
+    iofd = _array_side(repeats, "iofd", 1)
+    ratio_ = ioeventfd.pop("_register_median_ns") / iofd.pop("_register_median_ns")
+    return {
+        "doorbells": array["doorbells"], "doorbell_bytes": array["doorbell_bytes"],
+        "addr": array["addr"], "bus": array["bus"], "eventfds": array["eventfds"],
+        "nofile_soft": array.get("nofile_soft"), "repeats": len(repeats),
+        "ioeventfd": ioeventfd, "iofd": iofd, "register_ratio": ratio_,
+    }
+
+
+DEVICE_KEYS = ("scenario", "schema", "kernel", "writes", "rounds", "seed", "queues",
+               "doorbell_bytes", "pattern", "b_eventfds", "order", "seconds")
+"""What :func:`device` copies from the scenario's output as it is."""
+
+
+def device_checks(dev: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The scenario's checks re-made here from its runs, by the rules the
+    guest applied (:func:`payload.device.runner.variant_checks`), rather
+    than trusting its ``ok``; and every problem: the output's own, a
+    variant missing, a deassign proof that does not hold, a failed check."""
+    found: list[dict[str, Any]] = []
+    problems = [f"device: {p}" for p in dev.get("problems", [])]
+    missing = [v.key for v in device_model.VARIANTS if v.key not in dev["variants"]]
+    if missing:
+        problems.append(f"device: variant(s) {', '.join(missing)} not run")
+    for key, entry in dev["variants"].items():
+        variant = device_model.get(key)
+        found += device_runner.variant_checks(variant, entry, dev["writes"])
+        problems += [f"device: ({key}) path: {p}"
+                     for p in device_model.path_problems(variant, entry["path"])]
+    problems += [f"device: check failed: ({c['variant']}) {c['name']}: {c['value']}, expected "
+                 f"{c['expected']}" for c in found if not c["ok"]]
+    return found, problems
+
+
+def device(dev: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The doorbell-bank scenario's record (None when it did not run),
+    validated: a failed check raises :class:`checks.CountMismatch`.
+
+    Keys: :data:`DEVICE_KEYS` as the scenario wrote them; ``variants``
+    (per key: name, what, registrations, ioctl, guest_cooperation, the
+    scenario's ``summary`` spreads, ``ns_per_write`` per timed run in round
+    order, and the ``path`` proof); ``checks`` (re-made here); ``targets``
+    and ``targets_less_device``, evaluated here from the runs' raw ns.
+    """
+    if dev is None:
+        return None
+    if dev.get("schema") != device_runner.SCHEMA:
+        raise ValueError(f"the device scenario's output has schema {dev.get('schema')!r}, "
+                         f"this harness reads {device_runner.SCHEMA}")
+    found, problems = device_checks(dev)
+    if problems:
+        raise checks.CountMismatch(problems)
+    variants = {
+        key: {**{k: entry[k] for k in ("name", "what", "registrations", "ioctl",
+                                         "guest_cooperation", "summary", "path")},
+              "ns_per_write": [run["ns_per_write"] for run in entry["runs"]]}
+        for key, entry in dev["variants"].items()}
+    return {**{k: dev[k] for k in DEVICE_KEYS}, "variants": variants, "checks": found,
+            "targets": device_runner.evaluate_targets(dev["variants"]),
+            "targets_less_device": device_runner.evaluate_targets(dev["variants"], less_device=True)}
 
 
 def summarize(raw: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,9 +175,10 @@ def summarize(raw: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"summarize needs {', '.join(missing)} from the host")
     checks.check_raw(raw)
     per_mode: dict[str, Any] = {}
-    trials_us: dict[str, list[float]] = {}
+    trials_ns: dict[str, list[int]] = {}
     for name in raw["modes"]:
-        per_mode[name], trials_us[name] = mode_stats(raw, name)
+        per_mode[name], trials_ns[name] = mode_stats(raw, name)
+    n = raw["iterations"]
     bench: dict[str, Any] = {
         "schema": SCHEMA,
         "kernel": raw["kernel"],
@@ -87,15 +196,28 @@ def summarize(raw: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
         "access_size": raw.get("access_size", modes.ACCESS_SIZE),
         "doorbell_expected": {name: modes.get(name).expected_doorbell(raw["iterations"])
                               for name in raw["modes"]},
-        "trials_us": trials_us,
+        "trials_ns": trials_ns,
+        "trials_us": {name: [_us(ns / n / 1000.0) for ns in v] for name, v in trials_ns.items()},
+        "rounds": raw.get("rounds", []),
+        "paths": raw.get("paths", {}),
+        "checks": checks.rows(raw),
+        "doorbell_array": doorbell_array(raw.get("array")),
+        "device": device(raw.get("device")),
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
     })
     return bench
 
 
 def ratio(bench: Mapping[str, Any], a: str, b: str) -> float | None:
-    """median rtt of ``a`` / median rtt of ``b``; None if either is absent."""
+    """median rtt of ``a`` / median rtt of ``b``; None if either is absent.
+
+    From the raw trial times where the record has them (the rounded rtt
+    medians otherwise, for records written before ``trials_ns``).
+    """
     m = bench["modes"]
     if a not in m or b not in m:
         return None
+    raw = bench.get("trials_ns", {})
+    if a in raw and b in raw:
+        return statistics.median(raw[a]) / statistics.median(raw[b])
     return m[a]["rtt_us"]["median"] / m[b]["rtt_us"]["median"]

@@ -1,19 +1,47 @@
-"""The exactness rules every trial must pass, in one place.
+"""The exactness rules every trial and every mode must pass, in one place.
 
 The runner applies them as it measures (and exits non-zero on a breach);
 the host applies them again to the raw file before it writes a single
 number, so a report can only exist for data that passed.  A timing from a
 trial whose counts are off would describe some other path than the one
 its row names.
+
+These are *checks*, not targets: a failed check fails the run, whatever
+``--strict`` says.  Per mode they are
+
+* ``exits``: KVM_RUN returns per trial (1, or N + 1 where every write exits),
+  with the device exits, ring ioctls, signals and the DONE ending that go
+  with them;
+* ``doorbell``: what the doorbell counted (N, or 0 where nothing rings it),
+  with no signal left unconsumed in the eventfd;
+* ``iterations``: the loop count the guest itself reports at DONE is N;
+* ``status`` (hypercall modes): the last hypercall's status is the one its
+  path answers (HV_STATUS_SUCCESS for hc, -KVM_ENOSYS for hc-floor);
+* ``buffer`` (buffer modes): the buffer holds the trial's last write;
+* ``path`` (eventfd modes): after the trials the registration deassigns with
+  its own ioctl and is unknown to the other one; a scale row's other
+  registrations were never signalled and every one of them deassigns too.
+
+The doorbell array (:mod:`payload.bench.doorbells`) has its own check,
+``array``: KVM_IOFD must take the array's range in every repeat, and the
+ioeventfds' outcome must be whole (all accepted, or a refusal with its
+errno where the accepted ones end).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from payload.bench import modes
+from payload.bench.modes import Mode
 from payload.errors import ActionableError
+
+CHECK_NAMES = ("exits", "doorbell", "iterations", "status", "buffer", "path", "array")
+
+Finding = tuple[str, str]
+"""(check name, what is wrong)."""
 
 
 class CountMismatch(ActionableError):
@@ -29,45 +57,134 @@ class CountMismatch(ActionableError):
         )
 
 
-def trial_problems(trial: Mapping[str, Any], n: int) -> list[str]:
-    """Everything wrong with one trial of ``n`` writes; empty when exact."""
+def _trial_findings(trial: Mapping[str, Any], n: int) -> list[Finding]:
+    """Everything wrong with one trial of ``n`` writes, by check."""
     mode = modes.get(trial["mode"])
     where = f"{mode.name} trial {trial['trial']}"
-    want = {
-        "kvm_runs": mode.expected_kvm_runs(n),
-        "interrupted": 0,
-        "rings": mode.expected_rings(n),
-        "doorbell": mode.expected_doorbell(n),
-        "eventfd_left": 0,
-        "end": "done",
+    want: dict[str, tuple[str, object]] = {
+        "kvm_runs": ("exits", mode.expected_kvm_runs(n)),
+        "interrupted": ("exits", 0),
+        "rings": ("exits", mode.expected_rings(n)),
+        "end": ("exits", "done"),
+        "doorbell": ("doorbell", mode.expected_doorbell(n)),
+        "eventfd_left": ("doorbell", 0),
     }
-    out = []
-    for key, expected in want.items():
+    out: list[Finding] = []
+    for key, (check, expected) in want.items():
         got = trial.get(key)
         if got != expected:
-            out.append(f"{where}: {key} = {got!r}, must be {expected!r}")
+            out.append((check, f"{where}: {key} = {got!r}, must be {expected!r}"))
     device = trial.get("io_exits", 0) + trial.get("mmio_exits", 0)
     if device != mode.expected_rings(n):
-        out.append(f"{where}: {device} device exits reached userspace, must be {mode.expected_rings(n)}")
+        out.append(("exits", f"{where}: {device} device exits reached userspace, "
+                             f"must be {mode.expected_rings(n)}"))
     if not isinstance(trial.get("ns"), int) or trial["ns"] <= 0:
-        out.append(f"{where}: ns = {trial.get('ns')!r}, must be a positive integer")
+        out.append(("exits", f"{where}: ns = {trial.get('ns')!r}, must be a positive integer"))
+    done = trial.get("done_value")
+    counted = mode.guest_count(done) if isinstance(done, int) else None
+    if counted != n:
+        out.append(("iterations", f"{where}: the guest counted {counted!r} iterations, must be {n}"))
+    if trial.get("status") != mode.expected_status:
+        out.append(("status", f"{where}: status = {_hex(trial.get('status'))}, "
+                              f"must be {_hex(mode.expected_status)}"))
+    want_buffer = mode.final_buffer
+    got_buffer = trial.get("buffer")
+    if (want_buffer is None) != (got_buffer is None) or (
+            want_buffer is not None and got_buffer != want_buffer.hex()):
+        out.append(("buffer", f"{where}: buffer = {got_buffer!r}, must be "
+                              f"{None if want_buffer is None else want_buffer.hex()!r}"))
     return out
 
 
+def _hex(value: object) -> str:
+    """A status word as ``0xfffffc18``; anything else (None, a string) as its repr."""
+    return f"{value:#010x}" if isinstance(value, int) else repr(value)
+
+
+def trial_problems(trial: Mapping[str, Any], n: int) -> list[str]:
+    """Everything wrong with one trial of ``n`` writes; empty when exact."""
+    return [text for _, text in _trial_findings(trial, n)]
+
+
+def expected_path(mode: Mode) -> dict[str, Any] | None:
+    """What :meth:`payload.bench.rig.Rig.prove_path` must report for ``mode``.
+
+    The other ioctl must not know the registration (ENOENT) where there is
+    one (not for a Hyper-V connection, which no address names); a scale
+    row's neighbours were never signalled and each deassigns with the
+    mode's own ioctl.
+    """
+    if mode.registration is None:
+        return None
+    want: dict[str, Any] = {"registered_with": mode.registration}
+    if mode.other_registration is not None:
+        want.update(other=mode.other_registration, other_deassign="ENOENT")
+    want["own_deassign"] = "ok"
+    if mode.others:
+        want.update(others_signalled=0, others_deassigned=mode.others)
+    return want
+
+
+def path_problems(mode: Mode, proof: Mapping[str, Any] | None) -> list[str]:
+    """What is wrong with one mode's path proof; empty when it proves the mode's path."""
+    want = expected_path(mode)
+    if want is None:
+        return [] if proof is None else [f"{mode.name}: a path proof for a mode with no registration"]
+    if proof is None:
+        return [f"{mode.name}: no path proof recorded"]
+    return [f"{mode.name} path: {key} = {proof.get(key)!r}, must be {value!r}"
+            for key, value in want.items() if proof.get(key) != value]
+
+
 def raw_problems(raw: Mapping[str, Any]) -> list[str]:
-    """Every trial checked, plus the shape: each mode has exactly ``trials`` trials."""
+    """Every trial, path proof and the doorbell array checked, plus the
+    shape: each mode has exactly ``trials`` trials, one per round."""
     n, t = raw["iterations"], raw["trials"]
     out: list[str] = []
     if not isinstance(n, int) or n < 1:
         out.append(f"iterations = {n!r}, must be a positive integer")
         return out
-    seen: dict[str, int] = {}
+    seen: dict[str, list[int]] = {}
     for trial in raw["runs"]:
-        seen[trial["mode"]] = seen.get(trial["mode"], 0) + 1
+        seen.setdefault(trial["mode"], []).append(trial["trial"])
         out.extend(trial_problems(trial, n))
+    paths = raw.get("paths", {})
     for name in raw["modes"]:
-        if seen.get(name, 0) != t:
-            out.append(f"{name}: {seen.get(name, 0)} trials recorded, must be {t}")
+        rounds = seen.get(name, [])
+        if sorted(rounds) != list(range(t)):
+            out.append(f"{name}: trials {sorted(rounds)} recorded, must be one per round "
+                       f"0..{t - 1} ({t} trials)")
+        out.extend(path_problems(modes.get(name), paths.get(name)))
+    out.extend(array_problems(raw.get("array")))
+    return out
+
+
+def array_problems(array: Mapping[str, Any] | None) -> list[str]:
+    """What is wrong with the doorbell array's record; empty when whole
+    (None: not measured, nothing to check)."""
+    if array is None:
+        return []
+    out: list[str] = []
+    count = array.get("doorbells")
+    repeats = array.get("repeats") or []
+    if not repeats:
+        out.append("array: no repeat recorded")
+    for i, rep in enumerate(repeats):
+        where = f"array repeat {i}"
+        iofd, ioeventfd = rep.get("iofd", {}), rep.get("ioeventfd", {})
+        if iofd.get("accepted") != 1:
+            out.append(f"{where}: KVM_IOFD over the array refused with {iofd.get('refused')!r}, "
+                       "must be accepted")
+        accepted, refused = ioeventfd.get("accepted"), ioeventfd.get("refused")
+        whole = (accepted == count and refused is None) or (
+            isinstance(accepted, int) and 0 <= accepted < (count or 0) and isinstance(refused, str))
+        if not whole:
+            out.append(f"{where}: {accepted!r} of {count!r} ioeventfds accepted, refused with "
+                       f"{refused!r}: must be all accepted, or fewer and an errno")
+        for side, rec in (("ioeventfd", ioeventfd), ("iofd", iofd)):
+            ns = rec.get("register_ns")
+            if not isinstance(ns, int) or ns <= 0:
+                out.append(f"{where}: {side} register_ns = {ns!r}, must be a positive integer")
     return out
 
 
@@ -76,3 +193,61 @@ def check_raw(raw: Mapping[str, Any]) -> None:
     problems = raw_problems(raw)
     if problems:
         raise CountMismatch(problems)
+
+
+def _tally(values: Iterable[object]) -> str:
+    """``"5000"`` when every trial agrees, ``"5000 x14, 4999 x1"`` otherwise."""
+    counts = Counter(str(v) for v in values)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{v} x{c}" for v, c in counts.most_common())
+
+
+def _path_text(proof: Mapping[str, Any]) -> str:
+    """``KVM_IOFD ok, KVM_IOEVENTFD ENOENT`` (own ioctl, then the other's),
+    plus ``; 990 others deassigned, 0 signals`` for a scale row."""
+    text = f"{proof.get('registered_with')} {proof.get('own_deassign')}"
+    if "other" in proof:
+        text += f", {proof.get('other')} {proof.get('other_deassign')}"
+    if "others_deassigned" in proof:
+        text += (f"; {proof.get('others_deassigned')} others deassigned, "
+                 f"{proof.get('others_signalled')} signals")
+    return text
+
+
+def mode_rows(raw: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
+    """The checks table's rows for one mode: check, expected, measured, ok."""
+    n = raw["iterations"]
+    mode = modes.get(name)
+    runs = [t for t in raw["runs"] if t["mode"] == name]
+    failed = {check for t in runs for check, _ in _trial_findings(t, n)}
+    rows = [
+        ("exits", "userspace exits/trial", mode.expected_kvm_runs(n),
+         _tally(t.get("kvm_runs") for t in runs)),
+        ("doorbell", "doorbell count/trial", mode.expected_doorbell(n),
+         _tally(t.get("doorbell") for t in runs)),
+        ("iterations", "iterations the guest counted", n,
+         _tally(mode.guest_count(t["done_value"]) if isinstance(t.get("done_value"), int)
+                else None for t in runs)),
+    ]
+    if mode.expected_status is not None:
+        rows.append(("status", "last hypercall status", _hex(mode.expected_status),
+                     _tally(_hex(t.get("status")) for t in runs)))
+    if mode.final_buffer is not None:
+        rows.append(("buffer", "buffer after each trial (hex)", mode.final_buffer.hex(),
+                     _tally(t.get("buffer") for t in runs)))
+    want_path = expected_path(mode)
+    if want_path is not None:
+        proof = raw.get("paths", {}).get(name)
+        rows.append(("path", "deassign after the trials", _path_text(want_path),
+                     "not recorded" if proof is None else _path_text(proof)))
+        if path_problems(mode, proof):
+            failed.add("path")
+    return [{"mode": name, "check": check, "what": what, "expected": str(expected),
+             "measured": measured, "trials": len(runs), "ok": check not in failed and bool(runs)}
+            for check, what, expected, measured in rows]
+
+
+def rows(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every mode's check rows, in the order the raw file lists the modes."""
+    return [row for name in raw["modes"] for row in mode_rows(raw, name)]

@@ -1,16 +1,25 @@
 """Guest-side benchmark: ``python -m payload.bench.runner --iterations N --trials T --out F``.
 
 Runs as root inside the test VM, where /dev/kvm and /dev/doorbell are.
-Modes are interleaved trial by trial (A B C ... A B C ...), so slow drift
-in the emulator (caches, host load) spreads over every mode instead of
-biasing whichever ran last.  Each mode first runs one untimed warm-up of
-the same program: it faults in guest memory and the MMIO SPTE caches, and
-proves the mode's counts are right before any time is spent measuring.
+Modes are interleaved round by round, and each round rotates the order by
+one (A B C, B C A, C A B, ...): slow drift in the emulator (caches, host
+load) spreads over every mode instead of biasing whichever ran last, and
+no mode always runs right after the same neighbour.  The host pairs the
+modes' trials of one round, taken seconds apart, to judge its targets.
+Each mode first runs one untimed warm-up of the same program: it faults in
+guest memory and the MMIO SPTE caches, and proves the mode's counts are
+right before any time is spent measuring.  After the last round every
+eventfd mode proves which ioctl registered it (:meth:`Rig.prove_path`),
+and once the rigs are gone the 1024-doorbell array is registered both ways
+(:mod:`payload.bench.doorbells`).
+
+The scale rows run in the same rounds as every other mode, so each pairs
+with its 0-registration row round by round.
 
 The KVM_RUN loop is the native C one: a Python loop costs more per exit
 than the exit itself under TCG and would flatter every in-kernel mode.
 
-Exit status: 0 when every trial's counts were exact, 1 when any was not
+Exit status: 0 when every check passed, 1 when any did not
 (the raw file is written either way, with the problems listed in it), 2
 when the environment cannot run the benchmark at all.
 """
@@ -28,18 +37,26 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from payload.bench import checks, modes
+from payload.bench import checks, doorbells, modes
 from payload.bench.rig import Rig
 from payload.cpu import cpu_model
+from payload.cpu import vendor as cpu_vendor
 from payload.doorbell import DEFAULT_PATH as DOORBELL_PATH
 from payload.kvm import uapi
 from payload.kvm.vmm import Vm
 
-RAW_SCHEMA = 1
+RAW_SCHEMA = 3
+"""2: trials carry ``done_value`` and ``buffer``; the record has ``rounds``
+(each round's run order) and ``paths`` (each eventfd mode's path proof).
+3: trials carry ``status``; the scale rows are modes; the record has
+``array`` (the doorbell array, None when not measured)."""
 
 
-def preflight() -> str | None:
-    """Why this machine cannot run the benchmark, or None if it can."""
+def preflight(names: Sequence[str] = modes.ALL_NAMES) -> str | None:
+    """Why this machine cannot run the benchmark's ``names``, or None if it can."""
+    hypercalls = [name for name in names if modes.get(name).hypercall]
+    if hypercalls and cpu_vendor() == "unknown":
+        return f"{', '.join(hypercalls)}: neither an AMD nor an Intel CPU, no hypercall instruction"
     if not os.path.exists("/dev/kvm"):
         return "/dev/kvm does not exist: load kvm_amd or kvm_intel"
     if not os.path.exists(DOORBELL_PATH):
@@ -49,22 +66,30 @@ def preflight() -> str | None:
             return "KVM_CHECK_EXTENSION(KVM_CAP_IOFD) is 0: this is not the patched kernel"
         if not vm.kvm_check_extension(uapi.KVM_CAP_IOEVENTFD):
             return "KVM_CAP_IOEVENTFD is 0: no upstream baseline to compare with"
+        if "hc" in names and not vm.check_extension(uapi.KVM_CAP_HYPERV_EVENTFD):
+            return "KVM_CAP_HYPERV_EVENTFD is 0 (CONFIG_KVM_HYPERV off?): no hc mode"
     return None
 
 
-def measure(n: int, trials: int, names: Sequence[str] = modes.NAMES,
-            say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Warm up and check each mode, then ``trials`` interleaved rounds.
+def measure(n: int, trials: int, names: Sequence[str] = modes.ALL_NAMES,
+            say: Callable[[str], None] = lambda s: None, array: bool = True) -> dict[str, Any]:
+    """Warm up and check each mode, ``trials`` rotated rounds, the path
+    proofs, then (with ``array``) the doorbell array.
 
     Returns the raw record (see :func:`harness.bench.summary.summarize`);
-    ``problems`` in it lists every count that was off, warm-up included.
+    ``problems`` in it lists every check that failed, warm-up included.
     """
     selected = [modes.get(name) for name in names]
     runs: list[dict[str, Any]] = []
+    rounds: list[list[str]] = []
+    paths: dict[str, Any] = {}
     problems: list[str] = []
     with ExitStack() as stack:
-        rigs = [stack.enter_context(Rig(mode, n)) for mode in selected]
-        for rig in rigs:
+        t0 = time.monotonic()
+        rigs = {mode.name: stack.enter_context(Rig(mode, n)) for mode in selected}
+        say(f"{len(rigs)} VMs set up in {time.monotonic() - t0:.1f} s "
+            f"({sum(m.others for m in selected)} other registrations for the scale rows)")
+        for rig in rigs.values():
             warm = dataclasses.asdict(rig.run(trial=-1))
             problems += [f"warm-up: {p}" for p in checks.trial_problems(warm, n)]
         if problems:  # a broken mode would only waste the trials' time
@@ -72,11 +97,23 @@ def measure(n: int, trials: int, names: Sequence[str] = modes.NAMES,
         else:
             for t in range(trials):
                 t0 = time.monotonic()
-                for rig in rigs:
-                    trial = dataclasses.asdict(rig.run(trial=t))
+                rounds.append(modes.rotated(list(rigs), t))
+                for name in rounds[-1]:
+                    trial = dataclasses.asdict(rigs[name].run(trial=t))
                     problems += checks.trial_problems(trial, n)
                     runs.append(trial)
-                say(f"trial {t + 1}/{trials} done in {time.monotonic() - t0:.1f} s")
+                say(f"round {t + 1}/{trials} done in {time.monotonic() - t0:.1f} s")
+        for name, rig in rigs.items():
+            proof = rig.prove_path()
+            if proof is not None:
+                paths[name] = proof
+            problems += checks.path_problems(rig.mode, proof)
+    record = None
+    if array:
+        t0 = time.monotonic()
+        record = doorbells.measure()
+        problems += checks.array_problems(record)
+        say(f"doorbell array measured in {time.monotonic() - t0:.1f} s")
     return {
         "raw_schema": RAW_SCHEMA,
         "kernel": os.uname().release,
@@ -86,7 +123,10 @@ def measure(n: int, trials: int, names: Sequence[str] = modes.NAMES,
         "trials": trials,
         "access_size": modes.ACCESS_SIZE,
         "modes": [m.name for m in selected],
+        "rounds": rounds,
         "runs": runs,
+        "paths": paths,
+        "array": record,
         "problems": problems,
     }
 
@@ -98,8 +138,10 @@ def parser() -> argparse.ArgumentParser:
                    help=f"guest writes per trial (default {modes.DEFAULT_ITERATIONS})")
     p.add_argument("--trials", "-t", type=int, default=modes.DEFAULT_TRIALS,
                    help=f"trials per mode (default {modes.DEFAULT_TRIALS})")
-    p.add_argument("--modes", default=",".join(modes.NAMES),
-                   help="comma-separated subset, in run order (default: all)")
+    p.add_argument("--modes", default=",".join(modes.ALL_NAMES),
+                   help="comma-separated subset, in run order (default: all, scale rows included)")
+    p.add_argument("--no-array", action="store_true",
+                   help="skip the 1024-doorbell array measurement")
     p.add_argument("--out", type=Path, required=True, help="raw JSON to write")
     return p
 
@@ -115,14 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         names = [modes.get(name).name for name in args.modes.split(",") if name]
-        why = preflight()
+        why = preflight(names)
     except (ValueError, OSError) as e:
         why = str(e)
     if why:
         print(f"error: {why}", file=sys.stderr)
         return 2
     say(f"{len(names)} modes x {args.trials} trials x {args.iterations} writes")
-    raw = measure(args.iterations, args.trials, names, say)
+    raw = measure(args.iterations, args.trials, names, say, array=not args.no_array)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(raw, indent=1) + "\n")
     if raw["problems"]:
@@ -130,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for p in raw["problems"]:
             print(f"  {p}", file=sys.stderr)
         return 1
-    say(f"all counts exact; raw data in {args.out}")
+    say(f"every check passed; raw data in {args.out}")
     return 0
 
 

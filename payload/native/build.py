@@ -37,20 +37,22 @@ def cache_dir() -> Path:
     return Path(base) / "kvm-iofd" / "native"
 
 
-def _digest() -> str:
+def _digest(source: Path) -> str:
     h = hashlib.sha256()
-    h.update(SOURCE.read_bytes())
+    h.update(source.read_bytes())
     h.update("\0".join((compiler(), *CFLAGS)).encode())
     return h.hexdigest()[:16]
 
 
-def build(force: bool = False, out_dir: Path | None = None) -> Path:
-    """Return the path of the compiled library, compiling it if needed.
+def build(force: bool = False, out_dir: Path | None = None, source: Path | None = None) -> Path:
+    """Return the path of the library compiled from *source* (by default the
+    benchmark's loop; the device scenario builds its own), compiling it if needed.
 
     The compiler writes to a temporary name that is then renamed into place,
     so concurrent builders never load a half-written file.  A compile error
     raises :class:`RuntimeError` carrying the compiler's output.
     """
+    source = source or SOURCE
     out_dir = out_dir or cache_dir()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,19 +61,19 @@ def build(force: bool = False, out_dir: Path | None = None) -> Path:
     except OSError:  # e.g. a read-only home inside the test VM
         out_dir = Path(tempfile.gettempdir()) / f"kvm-iofd-native-{os.getuid()}"
         out_dir.mkdir(mode=0o700, exist_ok=True)
-    target = out_dir / f"vmexit_loop-{_digest()}.so"
+    target = out_dir / f"{source.stem}-{_digest(source)}.so"
     if target.exists() and not force:
         return target
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".vmexit_loop-", suffix=".so")
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{source.stem}-", suffix=".so")
     os.close(fd)
     try:
         proc = subprocess.run(
-            [compiler(), *CFLAGS, "-o", tmp, str(SOURCE)],
+            [compiler(), *CFLAGS, "-o", tmp, str(source)],
             capture_output=True,
             text=True,
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"compiling {SOURCE} failed:\n{proc.stderr}{proc.stdout}")
+            raise RuntimeError(f"compiling {source} failed:\n{proc.stderr}{proc.stdout}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
