@@ -16,6 +16,7 @@ passed, because nothing has checked them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import paths
 from harness.errors import HarnessError
 from harness.kernel.pipeline import last_built
 from harness.settings import from_env
@@ -145,12 +147,46 @@ def test_probe_printed_every_key(probe: Probe) -> None:
 
 
 # --- checks against the patch's stated ABI, no headers needed ---------------------
+def _patch_uapi_lines() -> list[str]:
+    """The lines the series adds to include/uapi/linux/kvm.h, from kernel-patch/ itself."""
+    added: list[str] = []
+    for patch in sorted(paths.KERNEL_PATCH_DIR.glob("v*-*.patch")):
+        in_uapi = False
+        for line in patch.read_text().splitlines():
+            if line.startswith("diff --git "):
+                in_uapi = line.endswith(" b/include/uapi/linux/kvm.h")
+            elif in_uapi and line.startswith("+") and not line.startswith("+++"):
+                added.append(line[1:])
+    return added
+
+
+_C_TYPES = {"__u8": 1, "__u16": 2, "__u32": 4, "__s32": 4, "__u64": 8}
+
+
 def test_kvm_iofd_struct_matches_the_patch() -> None:
-    """The patch (v2) documents a 32-byte struct, _IOW(KVMIO, 0xdb, ...) and cap 260."""
-    assert uapi.LAYOUT["sizeof(struct kvm_iofd)"] == 32
-    assert uapi.KVM_IOFD == 0x4020AEDB
-    assert uapi.KVM_CAP_IOFD == 260
-    assert (uapi.KVM_IOFD_FLAG_DEASSIGN, uapi.KVM_IOFD_FLAG_PIO) == (1, 2)
+    """Every KVM_IOFD number and every member of struct kvm_iofd as the patch text
+    declares them (laid out by C's rules here) against the Python bindings, so the
+    two cannot drift apart even where no patched header has been built."""
+    lines = _patch_uapi_lines()
+    assert lines, "no patch in kernel-patch/ adds to include/uapi/linux/kvm.h"
+    text = "\n".join(lines)
+    defines = dict(re.findall(r"^#define (KVM_\w*IOFD\w*)\s+(.+?)\s*$", text, re.M))
+    assert int(defines.pop("KVM_CAP_IOFD")) == uapi.KVM_CAP_IOFD
+    ioctl = re.fullmatch(r"_IOW\(KVMIO, (0x[0-9a-f]+), struct kvm_iofd\)", defines.pop("KVM_IOFD"))
+    assert ioctl and int(ioctl.group(1), 16) == uapi.KVM_IOFD_NR
+    for name, value in defines.items():
+        shift = re.fullmatch(r"\(1 << (\d+)\)", value)
+        assert shift, f"{name} {value}"
+        assert getattr(uapi, name) == 1 << int(shift.group(1)), name
+    body = re.search(r"^struct kvm_iofd \{\n(.*?)^\};", text, re.M | re.S)
+    assert body, "the patch declares no struct kvm_iofd"
+    offset = 0
+    for ctype, member, count in re.findall(r"^\s*(__[us]\d+)\s+(\w+)(?:\[(\d+)\])?;", body.group(1), re.M):
+        size = _C_TYPES[ctype]
+        offset = -(-offset // size) * size              # natural alignment
+        assert uapi.LAYOUT[f"offsetof(struct kvm_iofd, {member})"] == offset, member
+        offset += size * int(count or 1)
+    assert uapi.LAYOUT["sizeof(struct kvm_iofd)"] == offset == 32
 
 
 def test_structs_the_kernel_reads_have_their_documented_sizes() -> None:
