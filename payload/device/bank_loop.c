@@ -16,52 +16,29 @@
  *
  * Loaded with ctypes by payload/device/native.py.
  */
-#include <errno.h>
-#include <stdint.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <linux/kvm.h>
+#include "kvm_loop.h"
 
 /* Keep in sync with BankLoopResult in payload/device/native.py. */
 struct bank_loop_result {
-	uint64_t kvm_runs;        /* every return from KVM_RUN */
-	uint64_t exits;           /* returns that reported an exit (not -EINTR) */
+	struct loop_common c;
 	uint64_t doorbell_writes; /* MMIO writes into the doorbell array */
 	uint64_t doorbell_reads;  /* MMIO reads from it */
 	uint64_t stray_exits;     /* port or MMIO exits anywhere else, DONE excepted */
-	uint64_t interrupted;     /* returns with -EINTR (signals) */
 	uint64_t kicks;           /* eventfd writes to the device */
-	uint64_t ns;              /* CLOCK_MONOTONIC time around the whole loop */
-	uint64_t done_value;      /* data of the DONE_PORT write */
-	uint32_t exit_reason;     /* reason of the last exit */
-	uint32_t end;             /* BANK_END_* */
-	int32_t error;            /* errno of the failing syscall, if any */
-	uint32_t pad;
 };
 
-enum { BANK_END_NONE = 0, BANK_END_HLT = 1, BANK_END_DONE = 2 };
-
-#define DEADLINE_CHECK_EVERY 1024
 #define DOORBELL_WIDTH 4
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int finish(struct bank_loop_result *out, uint64_t start, int ret)
-{
-	out->ns = now_ns() - start;
-	if (ret < 0)
-		out->error = -ret;
-	return ret;
-}
+/* What the exit handler needs: the array, the device's registers, its kick. */
+struct bank {
+	uint64_t base;
+	uint32_t len;
+	uint32_t *regs;           /* NULL: keep no values */
+	int kick_fd;              /* -1: no kick */
+	struct bank_loop_result *out;
+};
 
 /* A doorbell register: 4 bytes, aligned, inside [base, base + len). */
 static int doorbell_index(uint64_t addr, uint32_t size, uint64_t base, uint32_t len)
@@ -101,10 +78,32 @@ static int doorbell_mmio(struct kvm_run *run, int index, uint32_t *regs, int kic
 	return 0;
 }
 
+static int bank_exit(struct kvm_run *run, void *ctx)
+{
+	struct bank *bank = ctx;
+	int index;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		bank->out->stray_exits++;
+		return 0;
+	case KVM_EXIT_MMIO:
+		index = doorbell_index(run->mmio.phys_addr, run->mmio.len, bank->base, bank->len);
+		if (index >= 0)
+			return doorbell_mmio(run, index, bank->regs, bank->kick_fd, bank->out);
+		if (!run->mmio.is_write)
+			memset(run->mmio.data, 0, sizeof(run->mmio.data));
+		bank->out->stray_exits++;
+		return 0;
+	default:
+		return -EIO;
+	}
+}
+
 /*
  * Run until HLT or an OUT to done_port.  Doorbell MMIO writes store into
  * regs[] (if not NULL) and write 1 to kick_fd (if >= 0).  Returns 0, or
- * -EIO for an exit reason the loop does not handle (out->exit_reason),
+ * -EIO for an exit reason the loop does not handle (out->c.exit_reason),
  * -ETIMEDOUT when timeout_ns (if > 0) passed, or -errno of a failed
  * syscall.  The caller arms a repeating SIGALRM so that a guest that never
  * exits still makes KVM_RUN return -EINTR.
@@ -113,60 +112,13 @@ int bank_loop(int vcpu_fd, struct kvm_run *run, uint64_t bank_base, uint32_t ban
 	      uint32_t *regs, int kick_fd, int done_port, int64_t timeout_ns,
 	      struct bank_loop_result *out)
 {
-	uint64_t start, deadline;
+	struct bank bank = {
+		.base = bank_base, .len = bank_len, .regs = regs, .kick_fd = kick_fd, .out = out,
+	};
 
-	memset(out, 0, sizeof(*out));
-	start = now_ns();
-	deadline = timeout_ns > 0 ? start + (uint64_t)timeout_ns : 0;
-
-	for (;;) {
-		int ret, index;
-
-		out->kvm_runs++;
-		if (ioctl(vcpu_fd, KVM_RUN, 0) < 0) {
-			if (errno != EINTR)
-				return finish(out, start, -errno);
-			out->interrupted++;
-			if (deadline && now_ns() >= deadline)
-				return finish(out, start, -ETIMEDOUT);
-			continue;
-		}
-		out->exits++;
-		out->exit_reason = run->exit_reason;
-
-		switch (run->exit_reason) {
-		case KVM_EXIT_IO: {
-			uint8_t *data = (uint8_t *)run + run->io.data_offset;
-
-			if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == done_port) {
-				memcpy(&out->done_value, data, run->io.size <= 8 ? run->io.size : 8);
-				out->end = BANK_END_DONE;
-				return finish(out, start, 0);
-			}
-			if (run->io.direction == KVM_EXIT_IO_IN)
-				memset(data, 0, (size_t)run->io.size * run->io.count);
-			out->stray_exits++;
-			break;
-		}
-		case KVM_EXIT_MMIO:
-			index = doorbell_index(run->mmio.phys_addr, run->mmio.len, bank_base, bank_len);
-			if (index < 0) {
-				if (!run->mmio.is_write)
-					memset(run->mmio.data, 0, sizeof(run->mmio.data));
-				out->stray_exits++;
-				break;
-			}
-			ret = doorbell_mmio(run, index, regs, kick_fd, out);
-			if (ret < 0)
-				return finish(out, start, ret);
-			break;
-		case KVM_EXIT_HLT:
-			out->end = BANK_END_HLT;
-			return finish(out, start, 0);
-		default:
-			return finish(out, start, -EIO);
-		}
-		if (deadline && out->exits % DEADLINE_CHECK_EVERY == 0 && now_ns() >= deadline)
-			return finish(out, start, -ETIMEDOUT);
-	}
+	out->doorbell_writes = 0;
+	out->doorbell_reads = 0;
+	out->stray_exits = 0;
+	out->kicks = 0;
+	return loop_run(vcpu_fd, run, done_port, timeout_ns, &out->c, bank_exit, &bank);
 }

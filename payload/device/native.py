@@ -6,38 +6,28 @@ Built by :mod:`payload.native.build`, like the benchmark's loop.
 from __future__ import annotations
 
 import ctypes
-import errno
-import functools
-import os
-from ctypes import c_int32, c_uint32, c_uint64
+from ctypes import c_uint64
 from dataclasses import dataclass
 from pathlib import Path
 
 from payload.guest.memmap import DONE_PORT
-from payload.kvm.vmm import GuestError, GuestTimeout, Vcpu, deadline_alarm
+from payload.kvm.vmm import Vcpu
 from payload.native import build as native_build
+from payload.native.loop import END_NAMES, LoopCommon, call_loop
 
 SOURCE = Path(__file__).with_name("bank_loop.c")
-END_NAMES = {0: "", 1: "hlt", 2: "done"}
 
 
 class BankLoopResult(ctypes.Structure):
     """Mirror of ``struct bank_loop_result`` in bank_loop.c."""
 
+    _anonymous_ = ("c",)
     _fields_ = [
-        ("kvm_runs", c_uint64),
-        ("exits", c_uint64),
+        ("c", LoopCommon),
         ("doorbell_writes", c_uint64),
         ("doorbell_reads", c_uint64),
         ("stray_exits", c_uint64),
-        ("interrupted", c_uint64),
         ("kicks", c_uint64),
-        ("ns", c_uint64),
-        ("done_value", c_uint64),
-        ("exit_reason", c_uint32),
-        ("end", c_uint32),
-        ("error", c_int32),
-        ("pad", c_uint32),
     ]
 
 
@@ -66,23 +56,11 @@ def build(out_dir: Path | None = None) -> Path:
     return native_build.build(out_dir=out_dir, source=SOURCE)
 
 
-@functools.cache
-def load() -> ctypes.CDLL:
-    """The loaded library with ``bank_loop``'s prototype set."""
-    lib = ctypes.CDLL(str(build()))
-    lib.bank_loop.argtypes = (
-        ctypes.c_int,  # vcpu_fd
-        ctypes.c_void_p,  # struct kvm_run *
-        ctypes.c_uint64,  # bank_base
-        ctypes.c_uint32,  # bank_len
-        ctypes.c_void_p,  # uint32_t *regs (NULL: keep no values)
-        ctypes.c_int,  # kick_fd (-1: no kick)
-        ctypes.c_int,  # done_port
-        ctypes.c_int64,  # timeout_ns
-        ctypes.c_void_p,  # struct bank_loop_result *
-    )
-    lib.bank_loop.restype = ctypes.c_int
-    return lib
+# bank_loop()'s prototype: (vcpu_fd, struct kvm_run *, bank_base, bank_len,
+# uint32_t *regs (NULL: keep no values), kick_fd (-1: no kick), done_port,
+# timeout_ns, struct bank_loop_result *).
+ARGTYPES = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p,
+            ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_void_p)
 
 
 def run_bank(vcpu: Vcpu, bank_base: int, bank_len: int, regs: int | None, kick_fd: int,
@@ -90,18 +68,9 @@ def run_bank(vcpu: Vcpu, bank_base: int, bank_len: int, regs: int | None, kick_f
     """Run ``vcpu`` to DONE in C; doorbell exits store into ``regs`` (an
     address of ``bank_len`` bytes, or None) and kick ``kick_fd`` (or -1).
     Raises what :meth:`Vcpu.run_to_halt` raises for a broken guest."""
-    lib = load()
     out = BankLoopResult()
-    timeout_ns = 0 if timeout_s is None else int(timeout_s * 1e9)
-    with deadline_alarm(timeout_s):
-        ret = lib.bank_loop(vcpu.fd, vcpu.run_addr, bank_base, bank_len, regs, kick_fd,
-                            DONE_PORT, timeout_ns, ctypes.byref(out))
-    if ret == -errno.ETIMEDOUT:
-        raise GuestTimeout(vcpu.rip(), timeout_s or 0.0)
-    if ret == -errno.EIO:
-        raise GuestError(out.exit_reason, vcpu.rip(), "bank loop: " + vcpu.describe_exit())
-    if ret < 0:
-        raise OSError(-ret, os.strerror(-ret))
+    call_loop(native_build.load(SOURCE, "bank_loop", ARGTYPES).bank_loop, vcpu,
+              (bank_base, bank_len, regs, kick_fd, DONE_PORT), out, timeout_s, "bank loop")
     return BankRun(
         kvm_runs=out.kvm_runs, exits=out.exits, doorbell_writes=out.doorbell_writes,
         doorbell_reads=out.doorbell_reads, stray_exits=out.stray_exits,

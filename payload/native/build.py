@@ -1,9 +1,9 @@
-"""Compile vmexit_loop.c once into a cache dir and load it with ctypes.
+"""Compile a native KVM_RUN loop once into a cache dir and load it with ctypes.
 
 Why compile at run time: the loop must be native for honest per-exit costs,
 but the harness ships as source and runs both here and inside the test VM,
 so it builds with whatever ``cc`` the machine has.  The shared object is
-named after a hash of the source, flags and compiler, so an edit triggers a
+named after a hash of the source, kvm_loop.h, flags and compiler, so an edit triggers a
 rebuild and an unchanged tree reuses the cached build.
 """
 
@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("vmexit_loop.c")
+HEADER = Path(__file__).with_name("kvm_loop.h")
+"""What every loop includes: its bytes are part of every library's hash."""
 CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
 
 
@@ -40,6 +42,7 @@ def cache_dir() -> Path:
 def _digest(source: Path) -> str:
     h = hashlib.sha256()
     h.update(source.read_bytes())
+    h.update(HEADER.read_bytes())
     h.update("\0".join((compiler(), *CFLAGS)).encode())
     return h.hexdigest()[:16]
 
@@ -68,7 +71,7 @@ def build(force: bool = False, out_dir: Path | None = None, source: Path | None 
     os.close(fd)
     try:
         proc = subprocess.run(
-            [compiler(), *CFLAGS, "-o", tmp, str(source)],
+            [compiler(), *CFLAGS, f"-I{HEADER.parent}", "-o", tmp, str(source)],
             capture_output=True,
             text=True,
         )
@@ -81,18 +84,19 @@ def build(force: bool = False, out_dir: Path | None = None, source: Path | None 
     return target
 
 
+# vmexit_loop()'s prototype: (vcpu_fd, struct kvm_run *, ring_fd, ring_cmd,
+# done_port, timeout_ns, struct loop_result *).
+VMEXIT_LOOP_ARGTYPES = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_ulong,
+                        ctypes.c_int, ctypes.c_int64, ctypes.c_void_p)
+
+
 @functools.cache
-def load() -> ctypes.CDLL:
-    """The loaded library with ``vmexit_loop``'s prototype set."""
-    lib = ctypes.CDLL(str(build()))
-    lib.vmexit_loop.argtypes = (
-        ctypes.c_int,  # vcpu_fd
-        ctypes.c_void_p,  # struct kvm_run *
-        ctypes.c_int,  # ring_fd
-        ctypes.c_ulong,  # ring_cmd
-        ctypes.c_int,  # done_port
-        ctypes.c_int64,  # timeout_ns
-        ctypes.c_void_p,  # struct loop_result *
-    )
-    lib.vmexit_loop.restype = ctypes.c_int
+def load(source: Path = SOURCE, symbol: str = "vmexit_loop",
+         argtypes: tuple = VMEXIT_LOOP_ARGTYPES) -> ctypes.CDLL:
+    """The library built from *source*, loaded, with *symbol*'s prototype set
+    (returning int); by default the benchmark's loop."""
+    lib = ctypes.CDLL(str(build(source=source)))
+    fn = getattr(lib, symbol)
+    fn.argtypes = argtypes
+    fn.restype = ctypes.c_int
     return lib

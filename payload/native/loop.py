@@ -13,24 +13,35 @@ from payload.kvm.vmm import GuestError, GuestTimeout, Vcpu, deadline_alarm
 from payload.native import build
 
 END_NAMES = {0: "", 1: "hlt", 2: "done"}
+"""``LOOP_END_*`` in kvm_loop.h, as every loop reports its end."""
 
 
-class LoopResult(ctypes.Structure):
-    """Mirror of ``struct loop_result`` in vmexit_loop.c."""
+class LoopCommon(ctypes.Structure):
+    """Mirror of ``struct loop_common`` in kvm_loop.h: what every loop reports."""
 
     _fields_ = [
         ("kvm_runs", c_uint64),
         ("exits", c_uint64),
-        ("io_exits", c_uint64),
-        ("mmio_exits", c_uint64),
         ("interrupted", c_uint64),
-        ("rings", c_uint64),
         ("ns", c_uint64),
         ("done_value", c_uint64),
         ("exit_reason", c_uint32),
         ("end", c_uint32),
         ("error", c_int32),
         ("pad", c_uint32),
+    ]
+
+
+class LoopResult(ctypes.Structure):
+    """Mirror of ``struct loop_result`` in vmexit_loop.c (the common counts
+    are reachable by their own names, as in ``out.exits``)."""
+
+    _anonymous_ = ("c",)
+    _fields_ = [
+        ("c", LoopCommon),
+        ("io_exits", c_uint64),
+        ("mmio_exits", c_uint64),
+        ("rings", c_uint64),
     ]
 
 
@@ -55,6 +66,24 @@ class NativeResult:
         return self.io_exits + self.mmio_exits
 
 
+def call_loop(fn: ctypes._CFuncPtr, vcpu: Vcpu, args: tuple, out: ctypes.Structure,
+              timeout_s: float | None, what: str) -> None:
+    """Call a native KVM_RUN loop, ``fn(vcpu_fd, run, *args, timeout_ns, &out)``,
+    under :func:`deadline_alarm` (so a guest that never exits still returns),
+    and raise for its -errno returns what :meth:`Vcpu.run_to_halt` raises:
+    :class:`GuestTimeout`, :class:`GuestError` (-EIO, an exit *what* does not
+    handle) or :class:`OSError`."""
+    timeout_ns = 0 if timeout_s is None else int(timeout_s * 1e9)
+    with deadline_alarm(timeout_s):
+        ret = fn(vcpu.fd, vcpu.run_addr, *args, timeout_ns, ctypes.byref(out))
+    if ret == -errno.ETIMEDOUT:
+        raise GuestTimeout(vcpu.rip(), timeout_s or 0.0)
+    if ret == -errno.EIO:
+        raise GuestError(out.exit_reason, vcpu.rip(), f"{what}: " + vcpu.describe_exit())
+    if ret < 0:
+        raise OSError(-ret, os.strerror(-ret))
+
+
 def run_native(
     vcpu: Vcpu,
     ring_fd: int = -1,
@@ -68,19 +97,9 @@ def run_native(
     ring_cmd)`` too: the userspace-device-model baseline.  Errors raise the
     same exceptions as :meth:`Vcpu.run_to_halt`.
     """
-    lib = build.load()
     out = LoopResult()
-    timeout_ns = 0 if timeout_s is None else int(timeout_s * 1e9)
-    with deadline_alarm(timeout_s):
-        ret = lib.vmexit_loop(
-            vcpu.fd, vcpu.run_addr, ring_fd, ring_cmd, done_port, timeout_ns, ctypes.byref(out)
-        )
-    if ret == -errno.ETIMEDOUT:
-        raise GuestTimeout(vcpu.rip(), timeout_s or 0.0)
-    if ret == -errno.EIO:
-        raise GuestError(out.exit_reason, vcpu.rip(), "native loop: " + vcpu.describe_exit())
-    if ret < 0:
-        raise OSError(-ret, os.strerror(-ret))
+    call_loop(build.load().vmexit_loop, vcpu, (ring_fd, ring_cmd, done_port), out, timeout_s,
+              "native loop")
     return NativeResult(
         exits=out.exits,
         kvm_runs=out.kvm_runs,

@@ -8,9 +8,11 @@ Counts are exact on purpose: the benchmark's whole claim is "N exits become
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import signal
+import subprocess
 import termios
 import time
 from collections.abc import Callable, Iterator
@@ -18,11 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from payload.device import native as device_native
 from payload.guest import programs
 from payload.guest.programs import Access, Program
 from payload.kvm import uapi
 from payload.kvm.vmm import Exit, GuestError, GuestTimeout, RunResult, Vm
 from payload.native import build, run_native
+from payload.native.loop import LoopCommon, LoopResult
 
 N = 50
 SIZES = (1, 2, 4)
@@ -404,6 +408,46 @@ def test_native_build_is_cached_by_source_hash(tmp_path: Path, monkeypatch: pyte
     assert build.build() == first  # unchanged source: no rebuild
     assert first.stat().st_mtime_ns == stamp
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temp files left
+
+
+def test_an_edit_of_the_shared_header_rebuilds_every_loop(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both loops include kvm_loop.h: a change there must not reuse a stale library."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    header = tmp_path / "kvm_loop.h"
+    header.write_text(build.HEADER.read_text())
+    monkeypatch.setattr(build, "HEADER", header)
+    sources = (build.SOURCE, device_native.SOURCE)
+    before = [build.build(source=s) for s in sources]
+    header.write_text(header.read_text() + "/* edited */\n")
+    after = [build.build(source=s) for s in sources]
+    assert all(a != b and a.is_file() for a, b in zip(after, before, strict=True))
+
+
+@pytest.mark.parametrize("source, struct, mirror", [
+    (build.SOURCE, "loop_result", LoopResult),
+    (device_native.SOURCE, "bank_loop_result", device_native.BankLoopResult),
+])
+def test_loop_results_mirror_the_c_structs(tmp_path: Path, source: Path, struct: str,
+                                           mirror: type[ctypes.Structure]) -> None:
+    """The ctypes mirrors against the compiler's own layout: every member's
+    offset (the common counts through the embedded struct) and the size."""
+    members = ([f"c.{name}" for name, _ in LoopCommon._fields_]
+               + [name for name, _ in mirror._fields_ if name != "c"])
+    prints = "".join(f'\tprintf("{m} %zu\\n", offsetof(struct {struct}, {m}));\n' for m in members)
+    program = tmp_path / "layout.c"
+    program.write_text(f'#include <stddef.h>\n#include <stdio.h>\n#include "{source}"\n'
+                       f'int main(void)\n{{\n{prints}\tprintf("size %zu\\n", sizeof(struct {struct}));\n'
+                       "\treturn 0;\n}\n")
+    exe = tmp_path / "layout"
+    subprocess.run([build.compiler(), f"-I{build.HEADER.parent}", "-o", str(exe), str(program)], check=True)
+    got = dict(line.split() for line in subprocess.run([str(exe)], capture_output=True, text=True,
+                                                       check=True).stdout.splitlines())
+    common = mirror.c.offset
+    want = {m: (common + getattr(LoopCommon, m[2:]).offset if m.startswith("c.")
+                else getattr(mirror, m).offset) for m in members}
+    want["size"] = ctypes.sizeof(mirror)
+    assert {k: int(v) for k, v in got.items()} == want
 
 
 def test_native_build_goes_where_the_host_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
