@@ -3,8 +3,8 @@
 Why compile at run time: the loop must be native for honest per-exit costs,
 but the harness ships as source and runs both here and inside the test VM,
 so it builds with whatever ``cc`` the machine has.  The shared object is
-named after a hash of the source, kvm_loop.h, flags and compiler, so an edit triggers a
-rebuild and an unchanged tree reuses the cached build.
+named after a hash of the source, kvm_loop.h, flags and compiler, so an
+edit triggers a rebuild and an unchanged tree reuses the cached build.
 """
 
 from __future__ import annotations
