@@ -35,6 +35,11 @@ PACKAGES: dict[str, str] = {
     "openssh-server": "sshd in the test VM (vng --ssh), the remote-target tests' SSH host",
     "openssh-client": "ssh-keygen, which vng --ssh runs for the VM's host keys",
     "git-email": "git send-email, for sending the series (the host tests dry-run it)",
+    # git-email only recommends these, and installs skip recommends: without
+    # Mail::Address, git send-email dies before it reads a patch.
+    "libmailtools-perl": "Mail::Address, which git send-email loads at start",
+    "libauthen-sasl-perl": "SMTP authentication for git send-email",
+    "libio-socket-ssl-perl": "SMTP over TLS for git send-email",
 }
 
 
