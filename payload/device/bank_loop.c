@@ -116,9 +116,6 @@ int bank_loop(int vcpu_fd, struct kvm_run *run, uint64_t bank_base, uint32_t ban
 		.base = bank_base, .len = bank_len, .regs = regs, .kick_fd = kick_fd, .out = out,
 	};
 
-	out->doorbell_writes = 0;
-	out->doorbell_reads = 0;
-	out->stray_exits = 0;
-	out->kicks = 0;
+	memset(out, 0, sizeof(*out));
 	return loop_run(vcpu_fd, run, done_port, timeout_ns, &out->c, bank_exit, &bank);
 }

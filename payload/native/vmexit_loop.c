@@ -61,8 +61,6 @@ int vmexit_loop(int vcpu_fd, struct kvm_run *run, int ring_fd,
 {
 	struct ring ring = { .fd = ring_fd, .cmd = ring_cmd, .out = out };
 
-	out->io_exits = 0;
-	out->mmio_exits = 0;
-	out->rings = 0;
+	memset(out, 0, sizeof(*out));
 	return loop_run(vcpu_fd, run, done_port, timeout_ns, &out->c, device_exit, &ring);
 }
