@@ -3,7 +3,7 @@
 The payload (the benchmark runner, the tests that drive /dev/kvm) runs
 where the patched KVM is: in the test VM, reached through its console
 session (:class:`harness.vm.session.Session`), or on a host reached over
-SSH (:class:`harness.remote.setup.Host`).  Both are a :class:`Machine`, so
+SSH (:class:`harness.remote.host.Host`).  Both are a :class:`Machine`, so
 what is run there (:func:`run_pytest` here, the benchmark in
 :mod:`harness.bench.measure`, the KVM selftests in :mod:`harness.kselftest`)
 is written once, and each transport keeps only what truly differs: how a

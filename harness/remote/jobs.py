@@ -21,6 +21,7 @@ from harness.progress import say
 from harness.remote import setup
 from harness.remote.address import Address
 from harness.remote.connection import Remote, RemoteError
+from harness.remote.host import Host
 from payload.bench.modes import runner_timeout
 from payload.errors import ActionableError
 
@@ -57,7 +58,7 @@ def host_env(address: Address, info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _bench(host: setup.Host, out: Path, n: int, trials: int) -> dict[str, Any]:
+def _bench(host: Host, out: Path, n: int, trials: int) -> dict[str, Any]:
     say(f"{host.label}: measuring on {host.info['hostname']} ({host.info['cpu']}, "
         f"kernel {host.info['kernel']})")
     # Starting python alone can take a minute on a debug kernel under TCG.
@@ -65,7 +66,7 @@ def _bench(host: setup.Host, out: Path, n: int, trials: int) -> dict[str, Any]:
     return report.render(raw, host_env(host.remote.address, host.info), out)
 
 
-def _test(host: setup.Host, out: Path, pytest_args: Sequence[str]) -> dict[str, int]:
+def _test(host: Host, out: Path, pytest_args: Sequence[str]) -> dict[str, int]:
     if not host.doorbell_ko:
         raise RemoteError(f"{host.label}: no doorbell.ko path on the host for the tests to "
                           "reload", "install the module there (modinfo -n doorbell must find it)")
@@ -75,7 +76,7 @@ def _test(host: setup.Host, out: Path, pytest_args: Sequence[str]) -> dict[str, 
 
 
 def _one(address: Address, out_root: Path, local_kos: dict[str, Path], with_pytest: bool,
-         job: Callable[[setup.Host, Path, Outcome], None]) -> Outcome:
+         job: Callable[[Host, Path, Outcome], None]) -> Outcome:
     outcome = Outcome(address)
     out = out_root / address.label
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +100,7 @@ def _one(address: Address, out_root: Path, local_kos: dict[str, Path], with_pyte
     return outcome
 
 
-def _cleanup(host: setup.Host) -> None:
+def _cleanup(host: Host) -> None:
     """Best effort: a host that dropped keeps its /tmp/kvm-iofd.* directory."""
     if not host.remote.alive():
         say(f"{host.label}: left {host.workdir} behind (the connection is gone)")
@@ -117,7 +118,7 @@ def _parallel(addresses: Sequence[Address], fn: Callable[[Address], Outcome]) ->
 
 def bench(addresses: Sequence[Address], out_root: Path, local_kos: dict[str, Path], n: int,
           trials: int) -> list[Outcome]:
-    def job(host: setup.Host, out: Path, outcome: Outcome) -> None:
+    def job(host: Host, out: Path, outcome: Outcome) -> None:
         outcome.bench = _bench(host, out, n, trials)
 
     return _parallel(addresses, lambda t: _one(t, out_root, local_kos, False, job))
@@ -125,7 +126,7 @@ def bench(addresses: Sequence[Address], out_root: Path, local_kos: dict[str, Pat
 
 def test(addresses: Sequence[Address], out_root: Path, local_kos: dict[str, Path],
          pytest_args: Sequence[str]) -> list[Outcome]:
-    def job(host: setup.Host, out: Path, outcome: Outcome) -> None:
+    def job(host: Host, out: Path, outcome: Outcome) -> None:
         outcome.counts = _test(host, out, pytest_args)
 
     return _parallel(addresses, lambda t: _one(t, out_root, local_kos, True, job))

@@ -9,7 +9,8 @@ same kernel release, or built there from the shipped source against the
 host's ``/lib/modules/$(uname -r)/build``; a run that loaded it unloads it
 when done, unless another run is using the host.
 
-The :class:`Host` that results is a :class:`harness.machine.Machine`.
+The :class:`~harness.remote.host.Host` that results is a
+:class:`harness.machine.Machine`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ import contextlib
 import json
 import shlex
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from harness.machine import Result, env_command
+from harness.machine import Result
 from harness.progress import say
 from harness.remote import bundle
 from harness.remote.connection import Remote, RemoteError
+from harness.remote.host import Host
 
 MIN_PYTHON = (3, 11)
 # Each set-up step takes seconds on real hardware; the limit only catches a
@@ -38,54 +38,6 @@ PREREQS = (
     "uname -m; id -u; command -v cc >/dev/null && echo cc || echo no-cc; "
     "python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])' 2>/dev/null || echo none"
 )
-
-
-@dataclass
-class Host:
-    """A host with the payload unpacked in ``workdir``."""
-
-    remote: Remote
-    workdir: str
-    sudo: str                       # "" as root, else "sudo -n "
-    info: dict[str, Any] = field(default_factory=dict)
-    doorbell_ko: str | None = None  # a path on the host, when one is known
-    loaded_doorbell: bool = False
-
-    @property
-    def label(self) -> str:
-        return self.remote.address.label
-
-    @property
-    def scratch(self) -> str:
-        return self.workdir
-
-    def run(self, cmd: str, timeout: float = 600.0, env: dict[str, str] | None = None, *,
-            what: str | None = None) -> Result:
-        """Run *cmd* with the login shell, as the user that connected."""
-        exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
-        return self.remote.run(exports + cmd, timeout, what or f"'{cmd}'")
-
-    def put(self, local: Path, remote: str) -> None:
-        self.remote.put(local, remote)
-
-    def get(self, remote: str, local: Path) -> None:
-        self.remote.get(remote, local)
-
-    def python(self, module_and_args: str, env: dict[str, str] | None = None) -> str:
-        """The host's python3, without its user site, on the unpacked payload
-        and its bundled libraries."""
-        exports = {"PYTHONPATH": f"{self.workdir}:{self.workdir}/{bundle.LIB}",
-                   "PYTHONDONTWRITEBYTECODE": "1", "XDG_CACHE_HOME": f"{self.workdir}/cache",
-                   **(env or {})}
-        return env_command(self.workdir, exports, f"python3 -s -m {module_and_args}", self.sudo)
-
-    def failure(self, what: str, rc: int, detail: str) -> RemoteError:
-        return RemoteError(f"{self.label}: {what} (exit {rc})", detail.strip()[-1500:] or None)
-
-    def check(self, r: Result, what: str) -> Result:
-        if r.rc:
-            raise self.failure(f"{what} failed", r.rc, r.stderr.strip() or r.stdout.strip())
-        return r
 
 
 def prerequisites(remote: Remote) -> str:

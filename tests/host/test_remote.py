@@ -19,6 +19,7 @@ from harness.machine import Machine, Result
 from harness.remote import bundle, commands, setup, table
 from harness.remote.address import Address, load_config, resolve, split_url
 from harness.remote.connection import Remote, RemoteError
+from harness.remote.host import Host
 from harness.remote.jobs import Outcome, host_env
 from payload import hostinfo
 from tests.support import ssh
@@ -258,7 +259,7 @@ class LocalRemote(FakeRemote):
 
 
 def test_a_host_is_a_machine_running_the_payloads_python_in_its_workdir(tmp_path: Path) -> None:
-    host = setup.Host(LocalRemote(), str(tmp_path), sudo="")  # type: ignore[arg-type]
+    host = Host(LocalRemote(), str(tmp_path), sudo="")  # type: ignore[arg-type]
     assert isinstance(host, Machine) and host.scratch == str(tmp_path)
     (tmp_path / "probe.py").write_text(
         "import json, os, sys; print(json.dumps([os.getcwd(), sys.flags.no_user_site, "
@@ -272,14 +273,14 @@ def test_a_host_is_a_machine_running_the_payloads_python_in_its_workdir(tmp_path
 
 
 def test_a_host_exports_the_environment_and_names_the_command(tmp_path: Path) -> None:
-    host = setup.Host(LocalRemote(), str(tmp_path), sudo="sudo -n ")  # type: ignore[arg-type]
+    host = Host(LocalRemote(), str(tmp_path), sudo="sudo -n ")  # type: ignore[arg-type]
     assert host.run("echo \"$A\"", env={"A": "x 'y'"}).stdout == "x 'y'\n"
     assert host.remote.commands[0][2] == "'echo \"$A\"'"  # type: ignore[attr-defined]
     assert "&& sudo -n env " in host.python("m")
 
 
 def test_a_hosts_failures_are_named_and_show_the_end_of_the_output() -> None:
-    host = setup.Host(FakeRemote(), "/tmp/w", sudo="")  # type: ignore[arg-type]
+    host = Host(FakeRemote(), "/tmp/w", sudo="")  # type: ignore[arg-type]
     e = host.failure("the benchmark runner failed", 2, "x" * 2000 + "why\n")
     assert isinstance(e, RemoteError) and e.what == "h: the benchmark runner failed (exit 2)"
     assert e.hint is not None and len(e.hint) == 1500 and e.hint.endswith("why")
