@@ -46,7 +46,7 @@ def cmd_build(args: argparse.Namespace, cfg: Settings) -> int:
 
 def cmd_shell(args: argparse.Namespace, cfg: Settings) -> int:
     k = _kernel(args, cfg)
-    cmd = boot.vng_command(Path(k.tree), boot.options(cfg))
+    cmd = boot.vng_command(k.tree, boot.options(cfg))
     os.execvpe(cmd[0], cmd, paths.tool_env())
 
 

@@ -9,8 +9,9 @@ without running make again.
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from harness import flavours, paths
 from harness.errors import HarnessError
@@ -23,14 +24,26 @@ class Kernel:
     """A built kernel and what was built with it."""
 
     flavour: str
-    tree: str
-    bzimage: str
+    tree: Path
+    bzimage: Path
     release: str
     series: str
-    doorbell_ko: str
-    headers: str        # make headers output: <headers>/include/linux/kvm.h
-    selftests: str      # tools/testing/selftests/kvm in the tree
-    kselftests: str     # the KVM selftests installed with run_kselftest.sh
+    doorbell_ko: Path
+    headers: Path       # make headers output: <headers>/include/linux/kvm.h
+    selftests: Path     # tools/testing/selftests/kvm in the tree
+    kselftests: Path    # the KVM selftests installed with run_kselftest.sh
+
+    def to_json(self) -> str:
+        """The record :func:`last_built` reads: every field a string."""
+        return json.dumps({k: str(v) if isinstance(v, Path) else v
+                           for k, v in asdict(self).items()}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Kernel":
+        """The inverse of :meth:`to_json` (records of any age store paths as strings)."""
+        raw: dict[str, Any] = json.loads(text)
+        path_fields = {f.name for f in fields(cls) if f.type is Path}
+        return cls(**{k: Path(v) if k in path_fields else v for k, v in raw.items()})
 
 
 def _record(cache: Path, flavour: str) -> Path:
@@ -86,17 +99,17 @@ def make_kernel(settings: Settings) -> Kernel:
 
     k = Kernel(
         flavour=flavour.name,
-        tree=str(tree.path),
-        bzimage=str(tree.path / "arch" / "x86" / "boot" / "bzImage"),
+        tree=tree.path,
+        bzimage=tree.path / "arch" / "x86" / "boot" / "bzImage",
         release=(tree.path / "include" / "config" / "kernel.release").read_text().strip(),
         series=series_id,
-        doorbell_ko=str(module_dir / "doorbell.ko"),
-        headers=str(tree.path / "usr"),
-        selftests=str(kvm_tests),
-        kselftests=str(kselftests),
+        doorbell_ko=module_dir / "doorbell.ko",
+        headers=tree.path / "usr",
+        selftests=kvm_tests,
+        kselftests=kselftests,
     )
     rec = _record(cache, flavour.name)
-    rec.write_text(json.dumps(asdict(k), indent=1))
+    rec.write_text(k.to_json())
     return k
 
 
@@ -108,7 +121,7 @@ def last_built(settings: Settings) -> Kernel:
     if not rec.exists():
         again = "" if name == flavours.DEFAULT else f" FLAVOUR={name}"
         raise HarnessError(f"no {name} kernel has been built yet", f"run 'make build{again}'")
-    k = Kernel(**json.loads(rec.read_text()))
-    if not Path(k.bzimage).exists():
+    k = Kernel.from_json(rec.read_text())
+    if not k.bzimage.exists():
         raise HarnessError(f"{k.bzimage} is gone", f"run 'make build' (flavour {name}) again")
     return k

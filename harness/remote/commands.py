@@ -42,8 +42,8 @@ def local_doorbells(settings: Settings) -> dict[str, Path]:
             k = last_built(settings.with_flavour(name))
         except HarnessError:
             continue
-        if Path(k.doorbell_ko).exists():
-            kos[k.release] = Path(k.doorbell_ko)
+        if k.doorbell_ko.exists():
+            kos[k.release] = k.doorbell_ko
     return kos
 
 

@@ -36,7 +36,7 @@ def test_new_files_of_the_selftest_patch() -> None:
 @pytest.fixture(scope="module")
 def kernel_tree() -> Path:
     try:
-        return Path(last_built(from_env().with_flavour("default")).tree)
+        return last_built(from_env().with_flavour("default")).tree
     except HarnessError as e:
         pytest.skip(f"needs a built kernel tree for scripts/checkpatch.pl: {e}")
 

@@ -123,3 +123,48 @@ def test_checks_keep_the_release_of_the_last_build(tmp_path: Path) -> None:
     assert build.same_release(tmp_path) == ["LOCALVERSION=-iofd-b0750e4e"]
     release.write_text("6.12.117+\n")
     assert build.same_release(tmp_path) == []                 # not ours to keep
+
+
+# -- the record of the last build -------------------------------------------------
+
+# What make_kernel wrote before Kernel's paths were Paths (and still writes).
+OLD_RECORD = """{
+ "flavour": "default",
+ "tree": "/c/linux",
+ "bzimage": "/c/linux/arch/x86/boot/bzImage",
+ "release": "6.12.117-iofd-dc03ed75",
+ "series": "dc03ed75",
+ "doorbell_ko": "/c/build/linux/doorbell/doorbell.ko",
+ "headers": "/c/linux/usr",
+ "selftests": "/c/linux/tools/testing/selftests/kvm",
+ "kselftests": "/c/kselftest/linux"
+}"""
+
+
+def test_a_record_written_before_is_read_with_paths_and_written_the_same() -> None:
+    from harness.kernel.pipeline import Kernel
+
+    k = Kernel.from_json(OLD_RECORD)
+    assert k.tree == Path("/c/linux") and k.bzimage.name == "bzImage"
+    assert isinstance(k.kselftests, Path) and isinstance(k.doorbell_ko, Path)
+    assert isinstance(k.release, str) and k.series == "dc03ed75"
+    assert k.to_json() == OLD_RECORD
+
+
+def test_last_built_reads_the_record(tmp_path: Path) -> None:
+    from harness import flavours
+    from harness.kernel.pipeline import last_built
+    from harness.settings import Settings
+
+    cfg = Settings(cache=tmp_path, kernel_src=None, jobs=1, accel=None,
+                   flavour=flavours.get("default"))
+    with pytest.raises(HarnessError, match="no default kernel has been built yet"):
+        last_built(cfg)
+    (tmp_path / "state").mkdir()
+    bz = tmp_path / "bzImage"
+    (tmp_path / "state" / "kernel-default.json").write_text(
+        OLD_RECORD.replace("/c/linux/arch/x86/boot/bzImage", str(bz)))
+    with pytest.raises(HarnessError, match="is gone"):
+        last_built(cfg)
+    bz.write_text("")
+    assert last_built(cfg).bzimage == bz

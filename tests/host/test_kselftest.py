@@ -418,14 +418,14 @@ class FakeBase:
         self.installed = installed
         self.guest = guest
         self.built: list[Settings] = []
-        self.booted: list[str] = []
+        self.booted: list[Path] = []
 
     def build(self, cfg: Settings) -> Kernel:
         self.built.append(cfg)
         name = cfg.flavour.name
-        return Kernel(flavour=name, tree=f"/cache/linux-{name}", bzimage="bz", release="6.12.117-base",
-                      series="base", doorbell_ko="", headers="", selftests="",
-                      kselftests=self.installed)
+        return Kernel(flavour=name, tree=Path(f"/cache/linux-{name}"), bzimage=Path("bz"),
+                      release="6.12.117-base", series="base", doorbell_ko=Path("doorbell.ko"),
+                      headers=Path("usr"), selftests=Path("kvm"), kselftests=Path(self.installed))
 
     @contextmanager
     def boot(self, cfg: Settings, kernel: Kernel) -> Iterator[CpuGuest]:
@@ -443,7 +443,7 @@ def test_recording_builds_and_boots_the_base_and_writes_the_file(tmp_path: Path,
     [cfg] = fake.built
     assert cfg.flavour is flavours.get("base") and not cfg.flavour.patched
     assert cfg.accel == "kvm"  # the patched run's accelerator, not a new probe
-    assert fake.booted == ["/cache/linux-base"]
+    assert fake.booted == [Path("/cache/linux-base")]
     [(cmd, _)] = fake.guest.commands
     assert "./run_kselftest.sh -c kvm 2>&1" in cmd and "timeout -k 30 600 " in cmd
     assert kselftest.load(path, env) == kselftest.parse(TAP)

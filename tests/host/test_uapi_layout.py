@@ -68,7 +68,7 @@ def _probe_source() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _harness_headers() -> str | None:
+def _harness_headers() -> Path | None:
     """The headers of the kernel the harness built, when there is one."""
     try:
         return last_built(from_env().with_flavour("default")).headers

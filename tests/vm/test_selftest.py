@@ -1,13 +1,12 @@
 """The series' own KVM selftest, run in the VM like any kselftest."""
 
-from pathlib import Path
 
 from harness.kernel.pipeline import Kernel
 from harness.vm.session import Session
 
 
 def test_iofd_selftest(vm: Session, kernel: Kernel) -> None:
-    binary = Path(kernel.selftests) / "x86_64" / "iofd_test"
+    binary = kernel.selftests / "x86_64" / "iofd_test"
     r = vm.run(str(binary), timeout=900)
     print(r.stdout, r.stderr)
     assert r.rc == 0, f"iofd_test failed (exit {r.rc}):\n{r.stdout}\n{r.stderr}"
