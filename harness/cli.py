@@ -19,8 +19,7 @@ from harness.errors import HarnessError
 from harness.kernel import export, gates, pipeline
 from harness.progress import say
 from harness.settings import Settings
-from harness.vm import boot, smoke
-from harness.vm.session import LOAD_KVM, Session
+from harness.vm import boot, session, smoke
 from payload.bench import modes as bench_modes
 from payload.errors import ActionableError
 
@@ -54,7 +53,7 @@ def cmd_run(args: argparse.Namespace, cfg: Settings) -> int:
     if not args.command:
         raise HarnessError("run needs a command", "python -m harness run -- uname -a")
     k = _kernel(args, cfg)
-    with Session(Path(k.tree), boot.options(cfg)) as vm:
+    with session.boot(cfg, k, kvm=False) as vm:
         r = vm.run(" ".join(args.command), timeout=args.timeout)
     sys.stdout.write(r.stdout)
     sys.stderr.write(r.stderr)
@@ -100,7 +99,7 @@ def cmd_kselftests(args: argparse.Namespace, cfg: Settings) -> int:
     k = _kernel(args, cfg)
     opts = boot.options(cfg)
     slowdown = cfg.flavour.limit_multiplier
-    with Session(Path(k.tree), opts, setup=(LOAD_KVM,)) as s:
+    with session.boot(opts, k) as s:
         env = kselftest.environment(s, opts.accel.accel, k.flavour)
 
         def record(env: kselftest.Environment, path: Path) -> None:
@@ -128,7 +127,7 @@ def _record_baseline(args: argparse.Namespace, cfg: Settings) -> int:
     k = _kernel(args, base_cfg)
     opts = boot.options(base_cfg)
     slowdown = base_cfg.flavour.limit_multiplier
-    with Session(Path(k.tree), opts, setup=(LOAD_KVM,)) as s:
+    with session.boot(opts, k) as s:
         env = kselftest.environment(s, opts.accel.accel, flavour)
         verdict = kselftest.verdict(s, k.kselftests, {}, int(args.timeout) * slowdown, slowdown)
     say(verdict.summary(k.release))

@@ -471,10 +471,9 @@ def _build(cfg: Settings) -> Kernel:
 
 
 def _boot(cfg: Settings, kernel: Kernel) -> AbstractContextManager[Machine]:
-    from harness.vm import boot
-    from harness.vm.session import LOAD_KVM, Session
+    from harness.vm import session
 
-    return Session(Path(kernel.tree), boot.options(cfg), setup=(LOAD_KVM,))
+    return session.boot(cfg, kernel)
 
 
 def record_on_base(cfg: Settings, env: Environment, path: Path, budget: int = RECORD_BUDGET,

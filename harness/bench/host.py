@@ -21,8 +21,8 @@ from harness.bench.measure import DEVICE_RAW, RAW, measure, measure_device
 from harness.errors import HarnessError
 from harness.kernel.pipeline import Kernel
 from harness.progress import phase, say
+from harness.vm import session
 from harness.vm.boot import BootOptions
-from harness.vm.session import LOAD_KVM, Session
 from payload.bench import modes
 from payload.bench.modes import runner_timeout
 from payload.cpu import cpu_model
@@ -70,8 +70,7 @@ def measure_in_guest(kernel: Kernel, opts: BootOptions, n: int, trials: int,
     native_build.build(out_dir=native)
     device_native.build(out_dir=native)
     opts = dataclasses.replace(opts, rwdirs=[*opts.rwdirs, native])
-    load = (LOAD_KVM, f"grep -q '^doorbell ' /proc/modules || insmod {kernel.doorbell_ko}")
-    with Session(Path(kernel.tree), opts, setup=load) as s:
+    with session.boot(opts, kernel, doorbell=True) as s:
         with phase(f"measuring {len(modes.MODES)} modes and {len(modes.SCALE_MODES)} scale rows "
                    f"x {trials} trials x {n} writes, then the 1024-doorbell array"):
             raw = measure(s, n, trials, out_dir / RAW, runner_timeout(n, trials))

@@ -17,6 +17,8 @@ A session is a :class:`harness.machine.Machine`: the guest sees the host's
 filesystem at the same paths, so its files are fetched by copying them.
 """
 
+from __future__ import annotations
+
 import contextlib
 import itertools
 import os
@@ -32,9 +34,11 @@ import pexpect
 
 from harness import paths
 from harness.errors import HarnessError
+from harness.kernel.pipeline import Kernel
 from harness.machine import Result, env_command
 from harness.progress import phase, say
-from harness.vm.boot import BootOptions, vng_command
+from harness.settings import Settings
+from harness.vm.boot import BootOptions, options, vng_command
 from payload import splat
 
 PANIC = r"Kernel panic - not syncing[^\r\n]*"
@@ -53,6 +57,24 @@ SESSION_SHELL = Path(__file__).with_name("session-shell")
 
 # KVM itself is a module in the harness's config; the vendor module decides.
 LOAD_KVM = "modprobe kvm_amd 2>/dev/null || modprobe kvm_intel"
+
+
+def load_doorbell(kernel: Kernel) -> str:
+    """The guest command that loads *kernel*'s doorbell module unless it is
+    loaded already (a test may have unloaded it, a reboot loses it)."""
+    return f"grep -q '^doorbell ' /proc/modules || insmod {kernel.doorbell_ko}"
+
+
+def boot(how: Settings | BootOptions, kernel: Kernel, *, kvm: bool = True,
+         doorbell: bool = False) -> Session:
+    """A session of *kernel*, not yet booted (use it as a context manager):
+    booted as the CLI and the VM suite boot (:func:`harness.vm.boot.options`
+    of the settings *how*), or with the boot options *how* made for the
+    occasion.  After every boot it loads KVM (unless not *kvm*) and, with
+    *doorbell*, the doorbell module."""
+    opts = how if isinstance(how, BootOptions) else options(how)
+    setup = ((LOAD_KVM,) if kvm else ()) + ((load_doorbell(kernel),) if doorbell else ())
+    return Session(kernel.tree, opts, setup=setup)
 
 
 class VmError(HarnessError):
@@ -81,7 +103,7 @@ class Session:
         self.child: pexpect.spawn | None = None
         self._n = itertools.count(1)
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         self.start()
         return self
 

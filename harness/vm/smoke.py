@@ -1,11 +1,9 @@
 """``make smoke``: boot, check the kernel and KVM, load the doorbell."""
 
-from pathlib import Path
-
 from harness.kernel.pipeline import Kernel
 from harness.progress import say
+from harness.vm import session
 from harness.vm.boot import BootOptions
-from harness.vm.session import LOAD_KVM, Session
 
 
 def checks(kernel: Kernel) -> list[tuple[str, str]]:
@@ -21,7 +19,7 @@ def checks(kernel: Kernel) -> list[tuple[str, str]]:
 
 def run(kernel: Kernel, opts: BootOptions) -> int:
     """The exit status: 0 when every check passed, 1 at the first that did not."""
-    with Session(Path(kernel.tree), opts, setup=(LOAD_KVM,)) as vm:
+    with session.boot(opts, kernel) as vm:
         for name, cmd in checks(kernel):
             r = vm.run(cmd)
             status = "ok" if r.rc == 0 else f"FAILED (exit {r.rc})"

@@ -160,3 +160,25 @@ def test_a_failure_in_the_guest_shows_the_end_of_its_output(session: Session) ->
     assert e.what == "the benchmark runner failed in the guest (exit 2)"
     assert e.hint is not None and len(e.hint) == 2000 and e.hint.endswith("the reason")
     assert session.failure("it failed", 1, " ").hint == "see the console log"
+
+
+def test_boot_makes_the_session_every_caller_used_to_write_out(tmp_path: Path) -> None:
+    """KVM loaded by default; the doorbell on request, loaded again only when
+    it is not; no setup at all when asked; the kernel's tree is booted."""
+    from harness.kernel.pipeline import Kernel
+    from harness.vm import session as vm_session
+
+    ko = tmp_path / "doorbell.ko"
+    k = Kernel(flavour="default", tree=tmp_path / "linux", bzimage=tmp_path / "bz", release="r",
+               series="s", doorbell_ko=ko, headers=tmp_path, selftests=tmp_path,
+               kselftests=tmp_path)
+
+    def opts() -> BootOptions:
+        return BootOptions(accel=Decision("tcg", "test"), cache=tmp_path)
+
+    plain = vm_session.boot(opts(), k)
+    assert plain.tree == k.tree and plain.setup == (vm_session.LOAD_KVM,)
+    bench = vm_session.boot(opts(), k, doorbell=True)
+    assert bench.setup == (vm_session.LOAD_KVM,
+                           f"grep -q '^doorbell ' /proc/modules || insmod {ko}")
+    assert vm_session.boot(opts(), k, kvm=False).setup == ()

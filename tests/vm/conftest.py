@@ -13,8 +13,8 @@ import pytest
 from harness import settings as harness_settings
 from harness.kernel.pipeline import Kernel, last_built
 from harness.settings import Settings
-from harness.vm import boot
-from harness.vm.session import LOAD_KVM, Session, VmError
+from harness.vm import boot, session
+from harness.vm.session import Session, VmError
 from tests.support import kmemleak, ssh
 
 
@@ -58,7 +58,7 @@ def shared_vm(kernel: Kernel, settings: Settings) -> Iterator[Session]:
     """The VM every test shares, booted once (use ``vm``)."""
     opts = boot.options(settings)
     opts.ssh_port = ssh.free_port()  # the VM is also the remote-host tests' SSH host
-    with Session(Path(kernel.tree), opts, setup=(LOAD_KVM,)) as s:
+    with session.boot(opts, kernel) as s:
         yield s
         if settings.flavour.kmemleak:
             if not s.running:

@@ -13,14 +13,14 @@ import pytest
 
 from harness.kernel.pipeline import Kernel
 from harness.settings import Settings
-from harness.vm import accel
+from harness.vm import accel, session
 from harness.vm.boot import options_for
 from harness.vm.session import Session, VmError
 
 
 @pytest.fixture
 def own_vm(kernel: Kernel, settings: Settings) -> Iterator[Session]:
-    s = Session(Path(kernel.tree), options_for(settings, accel.detect(settings.accel), []))
+    s = session.boot(options_for(settings, accel.detect(settings.accel), []), kernel, kvm=False)
     s.start()
     yield s
     s.close()

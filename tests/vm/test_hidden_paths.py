@@ -23,8 +23,8 @@ import pytest
 from harness import paths
 from harness.kernel.pipeline import Kernel
 from harness.settings import Settings
-from harness.vm import accel, boot
-from harness.vm.session import LOAD_KVM, Session, VmError
+from harness.vm import accel, boot, session
+from harness.vm.session import VmError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,7 @@ def options(settings: Settings, places: Places) -> boot.BootOptions:
 
 def test_the_guest_runs_the_clone_under_var_tmp(kernel: Kernel, settings: Settings,
                                                 places: Places) -> None:
-    with Session(Path(kernel.tree), options(settings, places), setup=(LOAD_KVM,)) as vm:
+    with session.boot(options(settings, places), kernel) as vm:
         r = vm.run(f"{sys.executable} -c 'import payload; print(payload.__file__)'",
                    cwd=places.clone)
         assert r.rc == 0, r.stderr
@@ -76,5 +76,5 @@ def test_without_the_shares_the_vm_has_no_shell(kernel: Kernel, settings: Settin
     opts = options(settings, places)
     opts.visible = []
     opts.boot_timeout = 180.0
-    with pytest.raises(VmError), Session(Path(kernel.tree), opts):
+    with pytest.raises(VmError), session.boot(opts, kernel, kvm=False):
         pass

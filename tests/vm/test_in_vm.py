@@ -13,7 +13,7 @@ import pytest
 from harness import junit, paths
 from harness.kernel.pipeline import Kernel
 from harness.machine import run_pytest
-from harness.vm.session import Session
+from harness.vm.session import Session, load_doorbell
 
 PAYLOAD_TESTS = sorted((paths.REPO / "tests" / "payload").glob("test_*.py"))
 
@@ -23,7 +23,7 @@ def test_payload_file(vm: Session, kernel: Kernel, path: Path) -> None:
     report = paths.RESULTS / f"junit-payload-{path.stem}.xml"
     log = report.with_suffix(".log")
     report.unlink(missing_ok=True)
-    vm.run(f"grep -q '^doorbell ' /proc/modules || insmod {kernel.doorbell_ko}")
+    vm.run(load_doorbell(kernel))
     done = run_pytest(vm, [str(path)], str(kernel.doorbell_ko), report, log, timeout=1800)
     print(done.log[-35000:])
     assert junit.clean(done.counts), \
