@@ -11,12 +11,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
-from harness import flavours, hostdeps, kselftest, paths, settings
+from harness import flavours, hostdeps, paths, settings
 from harness.errors import HarnessError
 from harness.kernel import export, gates, pipeline
+from harness.kselftest import run as kselftest
 from harness.progress import say
 from harness.settings import Settings
 from harness.vm import boot, session, smoke
@@ -92,51 +92,20 @@ def cmd_patches(args: argparse.Namespace, cfg: Settings) -> int:
 def cmd_kselftests(args: argparse.Namespace, cfg: Settings) -> int:
     """Run the upstream KVM selftests against this environment's baseline
     (recorded on the base first when there is none); with --baseline, record
-    it again on the base."""
-    budget = int(args.timeout) * cfg.flavour.limit_multiplier
+    it again on the base: see :mod:`harness.kselftest.run`."""
+    budget = int(args.timeout)
     if args.baseline:
-        return _record_baseline(args, cfg)
+        _, path = kselftest.record_on_base(cfg, budget=budget,
+                                           build=lambda base: _kernel(args, base))
+        say(f"baseline written to {path}")
+        return 0
     k = _kernel(args, cfg)
-    opts = boot.options(cfg)
-    slowdown = cfg.flavour.limit_multiplier
-    with session.boot(opts, k) as s:
-        env = kselftest.environment(s, opts.accel.accel, k.flavour)
-
-        def record(env: kselftest.Environment, path: Path) -> None:
-            s.close()  # one VM at a time
-            try:
-                kselftest.record_on_base(cfg, env, path, int(args.timeout))
-            finally:
-                s.start()
-
-        base, path = kselftest.baseline_for(env, record)
-        verdict = kselftest.verdict(s, k.kselftests, base, budget, slowdown,
-                                    kselftest.excusable(kselftest.load_flaky(), env), path.name)
+    with session.boot(cfg, k) as vm:
+        verdict = kselftest.judge(vm, cfg, k, budget, record_budget=budget)
     say(verdict.summary(k.release))
     error = verdict.error()
     if error is not None:
         raise error
-    return 0
-
-
-def _record_baseline(args: argparse.Namespace, cfg: Settings) -> int:
-    """Build and boot the unpatched base of cfg's flavour, and write the
-    baseline of the environment it runs in."""
-    flavour = cfg.flavour.name
-    base_cfg = replace(cfg, flavour=kselftest.base_flavour(cfg.flavour))
-    k = _kernel(args, base_cfg)
-    opts = boot.options(base_cfg)
-    slowdown = base_cfg.flavour.limit_multiplier
-    with session.boot(opts, k) as s:
-        env = kselftest.environment(s, opts.accel.accel, flavour)
-        verdict = kselftest.verdict(s, k.kselftests, {}, int(args.timeout) * slowdown, slowdown)
-    say(verdict.summary(k.release))
-    error = verdict.error()
-    if error is not None:
-        raise error
-    path = kselftest.baseline_path(env)
-    path.write_text(kselftest.header(env, k.release) + kselftest.dump(verdict.run.results))
-    say(f"baseline for {env.describe()} written to {path}")
     return 0
 
 

@@ -30,10 +30,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import kselftest, paths, settings
+from harness import paths, settings
+from harness.kselftest import baseline
 
 WORKFLOW = paths.REPO / ".github" / "workflows" / "test.yml"
-BASELINE_GLOB = "tests/vm/kvm-selftests-baseline-*.txt"
+BASELINE_GLOB = "harness/kselftest/kvm-selftests-baseline-*.txt"
 
 
 def workflow() -> dict:
@@ -165,8 +166,8 @@ def test_the_artifact_holds_what_the_harness_writes(runner: dict[str, str],
     assert '-v "$PWD:/src"' in make_test and "-w /src" in make_test
     assert settings.from_env({"KVM_IOFD_CACHE": "/cache"}).cache == Path("/cache")
     assert "cache / \"logs\"" in (paths.REPO / "harness" / "kernel" / "pipeline.py").read_text()
-    env = kselftest.Environment("kvm", "vmx", "default")
-    recorded = kselftest.baseline_path(env).relative_to(paths.REPO)
+    env = baseline.Environment("kvm", "vmx", "default")
+    recorded = baseline.path(env).relative_to(paths.REPO)
     assert fnmatch.fnmatch(str(recorded), BASELINE_GLOB)
     assert BASELINE_GLOB in script("Keep the baselines this run recorded")
     assert "results/bench.md" in script("make bench")
@@ -339,8 +340,9 @@ def git(cwd: Path, *args: str) -> None:
 def workspace(tmp_path: Path) -> Path:
     """A checkout with one committed baseline."""
     ws = tmp_path / "work" / "kvm-iofd"
-    (ws / "tests" / "vm").mkdir(parents=True)
-    (ws / "tests" / "vm" / "kvm-selftests-baseline-tcg-svm-default.txt").write_text("committed\n")
+    (ws / "harness" / "kselftest").mkdir(parents=True)
+    (ws / "harness" / "kselftest" / "kvm-selftests-baseline-tcg-svm-default.txt").write_text(
+        "committed\n")
     git(ws, "init", "-q")
     git(ws, "add", ".")
     git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
@@ -357,9 +359,9 @@ def test_restored_baselines_fill_in_but_never_replace(runner: dict[str, str],
     (kept / "kvm-selftests-baseline-kvm-vmx-default.txt").write_text("recorded earlier\n")
     r = run_step("Use them where the checkout has none", workspace, env)
     assert r.returncode == 0, r.stderr
-    vm = workspace / "tests" / "vm"
-    assert (vm / "kvm-selftests-baseline-tcg-svm-default.txt").read_text() == "committed\n"
-    assert (vm / "kvm-selftests-baseline-kvm-vmx-default.txt").read_text() == "recorded earlier\n"
+    here = workspace / "harness" / "kselftest"
+    assert (here / "kvm-selftests-baseline-tcg-svm-default.txt").read_text() == "committed\n"
+    assert (here / "kvm-selftests-baseline-kvm-vmx-default.txt").read_text() == "recorded earlier\n"
 
 
 def test_a_recorded_baseline_is_kept_and_announced(runner: dict[str, str],
@@ -369,11 +371,12 @@ def test_a_recorded_baseline_is_kept_and_announced(runner: dict[str, str],
     assert r.returncode == 0, r.stderr
     assert read_env_file(Path(runner["GITHUB_OUTPUT"])) == {"count": "0"}
     Path(runner["GITHUB_OUTPUT"]).write_text("")
-    recorded = workspace / "tests" / "vm" / "kvm-selftests-baseline-kvm-svm-default.txt"
+    recorded = workspace / "harness" / "kselftest" / "kvm-selftests-baseline-kvm-svm-default.txt"
     recorded.write_text("# environment: kvm-svm-default\n")
     r = run_step("Keep the baselines this run recorded", workspace, env)
     assert r.returncode == 0, r.stderr
     assert read_env_file(Path(runner["GITHUB_OUTPUT"])) == {"count": "1"}
     assert sorted(p.name for p in Path(env["BASELINE_DIR"]).iterdir()) == [recorded.name]
     summary = Path(runner["GITHUB_STEP_SUMMARY"]).read_text()
-    assert "tests/vm/kvm-selftests-baseline-kvm-svm-default.txt is not committed" in summary
+    assert ("harness/kselftest/kvm-selftests-baseline-kvm-svm-default.txt is not committed"
+            in summary)

@@ -2,19 +2,20 @@
 
 The run is judged against the baseline of its own environment (accelerator,
 the VM's virtualization extension, kernel flavour):
-tests/vm/kvm-selftests-baseline-ENVIRONMENT.txt, recorded with the same
-runner on the unpatched base.  When this environment has none, the test
-records it first: it stops the shared VM, builds the base in its own
+harness/kselftest/kvm-selftests-baseline-ENVIRONMENT.txt, recorded with the
+same runner on the unpatched base.  When this environment has none, the
+test records it first: it stops the shared VM, builds the base in its own
 worktree, boots it, runs every selftest there, writes the file (commit
 it), and boots the shared VM again.  How a run is planned, bounded and
-judged is in :mod:`harness.kselftest`.
+judged is in :mod:`harness.kselftest.run`.
 """
 
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import flavours, kselftest
 from harness.kernel.pipeline import Kernel
+from harness.kselftest import run
+from harness.kselftest.baseline import Environment
 from harness.settings import Settings
 from harness.vm.session import Session
 
@@ -23,33 +24,18 @@ from harness.vm.session import Session
 BUDGET = 2700
 
 
-def _recorder(vm: Session, settings: Settings,
-              summary: Callable[[str], None]) -> Callable[[kselftest.Environment, Path], None]:
-    """Records a missing baseline on the base with the shared VM stopped
-    (one VM at a time), and boots it again whatever happens."""
-    def record(env: kselftest.Environment, path: Path) -> None:
-        vm.close()
-        try:
-            done = kselftest.record_on_base(settings, env, path)
-        finally:
-            vm.start()
-        summary(f"no KVM selftest baseline for {env.describe()}: recorded {path.name} on the "
-                f"unpatched base first (commit it); {done.summary('the base', 3)}")
-    return record
-
-
 def test_upstream_kvm_selftests_do_not_regress(vm: Session, kernel: Kernel, settings: Settings,
                                                summary: Callable[[str], None]) -> None:
-    slowdown = flavours.get(kernel.flavour).limit_multiplier
-    env = kselftest.environment(vm, vm.opts.accel.accel, kernel.flavour)
-    base, path = kselftest.baseline_for(env, _recorder(vm, settings, summary))
-    verdict = kselftest.verdict(vm, kernel.kselftests, base, BUDGET * slowdown, slowdown,
-                                kselftest.excusable(kselftest.load_flaky(), env), path.name)
+    def recorded(env: Environment, path: Path, done: run.Verdict) -> None:
+        summary(f"no KVM selftest baseline for {env.describe()}: recorded {path.name} on the "
+                f"unpatched base first (commit it); {done.summary('the base', 3)}")
+
+    verdict = run.judge(vm, settings, kernel, BUDGET, recorded=recorded)
     summary(verdict.summary(kernel.release, 5))
     error = verdict.error()
     assert error is None, str(error)
     # The base does not have the series' own tests (iofd_test, io_bus_lookup_test):
     # nothing to compare with, so each must pass.
-    added = {t: r for t, r in verdict.run.results.items() if t not in base}
+    added = {t: r for t, r in verdict.run.results.items() if t not in verdict.base}
     assert added.get("iofd_test") == "pass", "the series' own iofd_test did not pass"
     assert all(r == "pass" for r in added.values()), f"tests the base does not have: {added}"
