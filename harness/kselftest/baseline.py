@@ -11,7 +11,7 @@ environment's; one that has none records it on the unpatched base first
 (:func:`load_or_record`).
 
 :data:`FLAKY` lists tests known to flake in an environment, each with the
-evidence for it.
+assertion its failures show and the evidence for it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ VENDOR_COMMAND = "grep -m1 -owE 'vmx|svm' /proc/cpuinfo | head -n1"
 VENDORS = {"svm": "AMD SVM", "vmx": "Intel VMX"}
 ACCELS = {"kvm": "KVM", "tcg": "QEMU TCG"}
 _ENV_LINE = re.compile(r"# environment: (?P<name>\S+)")
+# Where a selftest's assertion failed, as its "==== Test Assertion Failure ===="
+# report names it: the source file and line.
+_ASSERTION = re.compile(r"[\w./-]+\.c:\d+")
 
 
 @dataclass(frozen=True)
@@ -134,13 +137,16 @@ def load_or_record(env: Environment, record: Callable[[Environment, Path], None]
 
 @dataclass(frozen=True)
 class Flake:
-    """One line of :data:`FLAKY`: ``NAME ENVIRONMENT DATE base|patched EVIDENCE``."""
+    """One line of :data:`FLAKY`:
+    ``NAME ENVIRONMENT DATE base|patched ASSERTION EVIDENCE``."""
 
     name: str
     env: str
     date: datetime.date
     on: str
     """"base": it failed on the unpatched base; "patched": only seen with the series."""
+    assertion: str
+    """Where its failures assert (``FILE.c:LINE``): a failure elsewhere is not this flake."""
     evidence: str
 
     def excuses(self, env: Environment) -> bool:
@@ -156,16 +162,18 @@ def load_flaky(file: Path = FLAKY) -> list[Flake]:
     for line in file.read_text().splitlines():
         if not line.strip() or line.startswith("#"):
             continue
-        parts = line.split(None, 4)
-        if len(parts) < 5 or parts[3] not in ("base", "patched"):
+        parts = line.split(None, 5)
+        if len(parts) < 6 or parts[3] not in ("base", "patched") or not _ASSERTION.fullmatch(parts[4]):
             raise HarnessError(f"{file.name}: cannot read {line[:60]!r}",
-                               "lines read NAME ENVIRONMENT YYYY-MM-DD base|patched EVIDENCE")
-        name, env, date, on, evidence = parts
+                               "lines read NAME ENVIRONMENT YYYY-MM-DD base|patched FILE.c:LINE "
+                               "EVIDENCE")
+        name, env, date, on, assertion, evidence = parts
         Environment.parse(env)
-        out.append(Flake(name, env, datetime.date.fromisoformat(date), on, evidence))
+        out.append(Flake(name, env, datetime.date.fromisoformat(date), on, assertion, evidence))
     return out
 
 
 def excusable(flakes: list[Flake], env: Environment) -> dict[str, str]:
-    """Test name -> evidence, for the entries that excuse a failure in *env*."""
-    return {f.name: f.evidence for f in flakes if f.excuses(env)}
+    """Test name -> the assertion its failure must show, for the entries that
+    may excuse a failure in *env*."""
+    return {f.name: f.assertion for f in flakes if f.excuses(env)}

@@ -2,7 +2,8 @@
 
 The result is compared with the baseline recorded on the unpatched base in
 the same environment (:mod:`harness.kselftest.baseline`), so the patch is
-only blamed for tests that passed there and no longer do.
+only blamed for tests that passed there and no longer do; and the series'
+own selftests (:data:`SERIES_TESTS`), which the base lacks, must pass.
 
 Under TCG a run takes many minutes (the README has the measured times) and
 has run past an hour on a loaded host, so a run is planned and bounded
@@ -27,15 +28,16 @@ host's filesystem at the same paths.
 A base pass that fails now is rerun alone :data:`RERUNS` times with its
 normal limit and blamed on the series if any rerun fails (:func:`confirm`):
 a race the series adds rarely passes all of them, and a test the series
-makes slower keeps failing its normal limit.  Only a test listed as flaky
-with a failure on the unpatched base in the same environment is reported
-instead of blamed.
+makes slower keeps failing its normal limit.  A test listed as flaky with a
+failure on the unpatched base in the same environment is reported instead
+of blamed only when it still flakes: a rerun passes, and every failure of
+it shows the listed assertion (:func:`flaked_as_listed`).
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,6 +67,10 @@ if TYPE_CHECKING:  # the recording path imports the build and the VM only when i
     from harness.settings import Settings
     from harness.vm.session import Session
 
+# The series' own selftests (the names TAP gives them): the base has none of
+# them, so no baseline can say they pass; each must pass in every run of the
+# patched kernel, and one dropped from the selftests' Makefile fails it.
+SERIES_TESTS = ("io_bus_lookup_test", "iofd_test")
 # How often a base pass that failed in the run is rerun alone, with its normal limit.
 RERUNS = 3
 # The budget of a recording run on the base (every test with the runner's
@@ -81,6 +87,12 @@ BUDGET_RCS = (124, 137)
 KNOWN_FAILING_TIMEOUT = 30
 # kselftest/runner.sh's limit for a directory without a settings file.
 RUNNER_DEFAULT_TIMEOUT = 45
+
+
+def series_tests(flavour: Flavour) -> tuple[str, ...]:
+    """What a kernel of *flavour* must pass whatever the base did: the
+    series' own tests, when the series is applied."""
+    return SERIES_TESTS if flavour.patched else ()
 
 
 def command(installed: Path, tests: list[str] | None = None, timeout: int | None = None,
@@ -183,10 +195,31 @@ def run_planned(machine: Machine, installed: Path, base: dict[str, str], budget:
                "".join(r.tap for r in runs))
 
 
+def rerun(machine: Machine, installed: Path, name: str, slowdown: int, reruns: int = RERUNS,
+          until_passed: bool = False) -> list[Run]:
+    """Up to *reruns* runs of *name* alone with its normal limit (the
+    runner's, times *slowdown*), each as it went.  They stop at the first
+    failing one, which blames the test; with *until_passed*, for a test
+    only a passing rerun can excuse, at the first failing one once one has
+    passed."""
+    normal = per_test_limit(installed) * slowdown
+    done: list[Run] = []
+    for _ in range(reruns):
+        done.append(run(machine, installed, [name], normal, normal + 120))
+        seen = {r.results.get(name) == "pass" for r in done}
+        if False in seen and (not until_passed or True in seen):
+            break
+    return done
+
+
+def failed_again(name: str, reruns: list[Run]) -> bool:
+    return any(r.results.get(name) != "pass" for r in reruns)
+
+
 def confirm(machine: Machine, installed: Path, broken: list[str], slowdown: int,
             reruns: int = RERUNS) -> list[str]:
     """Of the *broken* tests, those that fail in any of *reruns* runs alone,
-    each with its normal limit (the runner's, times *slowdown*).
+    each with its normal limit (see :func:`rerun`).
 
     A timing test may flake under TCG, so one failure in the full run is
     not proof; but a single passing rerun is too easy a pardon (a race that
@@ -194,10 +227,18 @@ def confirm(machine: Machine, installed: Path, broken: list[str], slowdown: int,
     time a test the series slowed down would always pass).  A test is
     forgiven only when it passes every rerun; the first failing rerun
     blames it."""
-    normal = per_test_limit(installed) * slowdown
     return [name for name in broken
-            if any(run(machine, installed, [name], normal, normal + 120).results.get(name) != "pass"
-                   for _ in range(reruns))]
+            if failed_again(name, rerun(machine, installed, name, slowdown, reruns))]
+
+
+def flaked_as_listed(name: str, assertion: str, done: Run, reruns: list[Run]) -> bool:
+    """Did the listed *name* fail only as its entry says it flakes: a rerun
+    alone passed, and its failure in the run and in every failing rerun
+    shows *assertion*?  A test failing every rerun, or failing some other
+    way (another assertion, a timeout, a crash), is not that flake."""
+    failures = [done, *(r for r in reruns if r.results.get(name) != "pass")]
+    return (any(r.results.get(name) == "pass" for r in reruns)
+            and all(assertion in tap.output(r.tap, name) for r in failures))
 
 
 @dataclass(frozen=True)
@@ -212,12 +253,15 @@ class Verdict:
     flaky: list[str]
     """Passed on the base, failed in the run, passed every rerun alone: not counted."""
     excused: list[str] = field(default_factory=list)
-    """Failed in the run and in a rerun, but listed in :data:`FLAKY` with a
-    failure on the base here: reported, not counted."""
+    """Failed in the run and in a rerun, passed another rerun, and listed in
+    :data:`FLAKY` with a failure on the base here whose assertion each
+    failure shows: reported, not counted."""
     newly_failing: list[str] = field(default_factory=list)
     """Skipped on the base, failed in the run: they ran now, and failed."""
     baseline: str = ""
     """The baseline's file name, for the summary."""
+    required: tuple[str, ...] = ()
+    """Tests that must pass whatever the base did (:func:`series_tests`)."""
 
     def summary(self, release: str, n_slowest: int = 8) -> str:
         """One line: counts (and the base's), time, slowest tests, flaky ones."""
@@ -231,9 +275,14 @@ class Verdict:
             line += (f"; failed once, passed {RERUNS} reruns alone (flaky here, not counted): "
                      f"{' '.join(self.flaky)}")
         if self.excused:
-            line += (f"; failed again alone but listed in {FLAKY.name} with a failure on the base "
-                     f"here (not counted): {' '.join(self.excused)}")
+            line += (f"; failed again alone, then passed, each failure as listed in {FLAKY.name} "
+                     f"with a failure on the base here (not counted): {' '.join(self.excused)}")
         return line
+
+    def not_passed(self) -> dict[str, str]:
+        """The required tests that did not pass, with what they did instead."""
+        return {t: self.run.results.get(t, "not run") for t in self.required
+                if self.run.results.get(t) != "pass"}
 
     def error(self) -> HarnessError | None:
         """What fails the run, the most basic first; None when nothing does."""
@@ -252,29 +301,46 @@ class Verdict:
         if self.newly_failing:
             return HarnessError("skipped on the base, failing with the series: "
                                 + " ".join(self.newly_failing), hint)
+        if missing := self.not_passed():
+            said = ", ".join(f"{t} ({how})" for t, how in missing.items())
+            return HarnessError(f"the series' own selftests must pass: {said}",
+                                hint + ("; one not run is not installed: is it still in "
+                                         "tools/testing/selftests/kvm/Makefile?"
+                                         if "not run" in missing.values() else ""))
         return None
 
 
 def verdict(machine: Machine, installed: Path, base: dict[str, str], budget: int,
             slowdown: int, known_flaky: dict[str, str] | None = None,
-            baseline: str = "") -> Verdict:
+            baseline: str = "", required: Collection[str] = SERIES_TESTS) -> Verdict:
     """Run the selftests on *machine* within *budget* seconds and judge them
     against *base* (the baseline named *baseline*, of this environment).
     With a base, the run is planned (:func:`run_planned`); without one
     (recording it), every test runs with the runner's limits (times
     *slowdown*).  The base's passes that fail are rerun alone
     (:func:`confirm`), unless the run reported nothing or overran, which
-    fails it anyway.  *known_flaky*: the tests that may fail here without
-    blame (see :func:`harness.kselftest.baseline.excusable`)."""
+    fails it anyway.  *known_flaky*: test name -> the assertion its flake
+    shows, for the tests that may flake here without blame (see
+    :func:`flaked_as_listed`).  *required*: tests that must pass, the
+    series' own by default (a recording on the base requires none)."""
     done = (run_planned(machine, installed, base, budget, slowdown) if base
             else run(machine, installed, None, limit(installed, slowdown), budget))
     judged = bool(done.results) and not done.overran
     broken = regressions(base, done.results) if judged else []
-    confirmed = confirm(machine, installed, broken, slowdown)
-    excused = [t for t in confirmed if t in (known_flaky or {})]
-    return Verdict(done, base, installed, [t for t in confirmed if t not in excused],
+    listed = known_flaky or {}
+    confirmed = confirm(machine, installed, [t for t in broken if t not in listed], slowdown)
+    excused = []
+    for name in (t for t in broken if t in listed):
+        tries = rerun(machine, installed, name, slowdown, until_passed=True)
+        if not failed_again(name, tries):
+            continue
+        confirmed.append(name)
+        if flaked_as_listed(name, listed[name], done, tries):
+            excused.append(name)
+    return Verdict(done, base, installed, sorted(t for t in confirmed if t not in excused),
                    [t for t in broken if t not in confirmed], excused,
-                   newly_failing(base, done.results) if judged else [], baseline)
+                   newly_failing(base, done.results) if judged else [], baseline,
+                   tuple(required))
 
 
 def regressions(base: dict[str, str], results: dict[str, str]) -> list[str]:
@@ -301,7 +367,8 @@ def judge(vm: Session, cfg: Settings, kernel: Kernel, budget: int,
     *record_budget* (see :func:`record_on_base`) with *vm* stopped (one VM
     at a time) and booted again after, whatever happens; *recorded* is
     then told."""
-    slowdown = flavours.get(kernel.flavour).limit_multiplier
+    flavour = flavours.get(kernel.flavour)
+    slowdown = flavour.limit_multiplier
     env = environment(vm, vm.opts.accel.accel, kernel.flavour)
 
     def record(env: Environment, file: Path) -> None:
@@ -315,7 +382,7 @@ def judge(vm: Session, cfg: Settings, kernel: Kernel, budget: int,
 
     base, file = load_or_record(env, record)
     return verdict(vm, kernel.kselftests, base, budget * slowdown, slowdown,
-                   excusable(load_flaky(), env), file.name)
+                   excusable(load_flaky(), env), file.name, series_tests(flavour))
 
 
 # -- recording a baseline on the unpatched base --------------------------------
@@ -375,7 +442,7 @@ def record_on_base(cfg: Settings, env: Environment | None = None, file: Path | N
         if env is not None and seen != env:
             raise HarnessError(f"the base booted in {seen.name}, not {env.name}: no baseline "
                                "recorded", "a baseline holds for its own environment only")
-        v = verdict(vm, kernel.kselftests, {}, budget * slowdown, slowdown)
+        v = verdict(vm, kernel.kselftests, {}, budget * slowdown, slowdown, required=())
     say(v.summary(kernel.release))
     error = v.error()
     if error is not None:

@@ -60,6 +60,21 @@ def unfinished(tap: str) -> str | None:
     return current
 
 
+def output(tap: str, name: str) -> str:
+    """What *name* printed, every time it ran in *tap* (its start and result
+    lines included): where a failure's assertion is to be found."""
+    lines, inside = [], False
+    for line in tap.splitlines():
+        stripped = line.strip()
+        if m := _START.match(stripped):
+            inside = m.group("name") == name
+        ends = (m := _RESULT.match(stripped)) is not None and m.group("name") == name
+        if inside or ends:
+            lines.append(line)
+        inside = inside and not ends
+    return "\n".join(lines)
+
+
 def slowest(took: dict[str, int], n: int = 8) -> str:
     top = sorted(took.items(), key=lambda kv: -kv[1])[:n]
     return ", ".join(f"{name} {s} s" for name, s in top)

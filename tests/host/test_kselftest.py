@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import flavours
+from harness import flavours, paths
 from harness.errors import HarnessError
 from harness.kernel.pipeline import Kernel
 from harness.kselftest import baseline, run, tap
@@ -195,6 +195,9 @@ def test_a_regression_is_rerun_alone_three_times_with_its_normal_limit(installed
 # -- the verdict both the CLI and the VM suite report -------------------------
 
 BASE = {"cpuid_test": "pass", "dirty_log_test": "fail", "steal_time": "pass"}
+# The series' own tests, passing (every verdict on the patched kernel requires them).
+SERIES_PASS = ("8 ok 8 selftests: kvm: iofd_test\n"
+               "9 ok 9 selftests: kvm: io_bus_lookup_test\n")
 
 
 def test_a_verdict_counts_only_regressions_that_fail_again_alone(installed: Path) -> None:
@@ -222,7 +225,8 @@ def test_a_verdict_counts_only_regressions_that_fail_again_alone(installed: Path
 
 
 def test_a_clean_verdict_has_no_error(installed: Path) -> None:
-    guest = FakeGuest(("1 ok 1 selftests: kvm: cpuid_test\n1 ok 2 selftests: kvm: steal_time\n", 0),
+    guest = FakeGuest(("1 ok 1 selftests: kvm: cpuid_test\n1 ok 2 selftests: kvm: steal_time\n"
+                       + SERIES_PASS, 0),
                       ("1 not ok 1 selftests: kvm: dirty_log_test\n", 0))
     v = run.verdict(guest, installed, BASE, budget=1000, slowdown=1)  # type: ignore[arg-type]
     assert v.error() is None and v.regressions == v.flaky == []
@@ -251,7 +255,7 @@ def test_a_run_that_reports_nothing_fails_the_verdict(installed: Path) -> None:
 
 def test_recording_the_baseline_runs_every_test_with_the_runners_limits(installed: Path) -> None:
     guest = FakeGuest((TAP, 0))
-    v = run.verdict(guest, installed, {}, budget=1000, slowdown=1)  # type: ignore[arg-type]
+    v = run.verdict(guest, installed, {}, budget=1000, slowdown=1, required=())  # type: ignore[arg-type]
     [(cmd, _)] = guest.commands
     assert "./run_kselftest.sh -c kvm 2>&1" in cmd  # all, and no -o override
     assert v.error() is None  # its failures are what the baseline records
@@ -263,31 +267,41 @@ TCG_SVM = baseline.Environment("tcg", "svm", "default")
 
 def test_a_listed_flaky_test_is_reported_not_counted(installed: Path) -> None:
     """Failing in the run and again alone fails the verdict, unless the test is
-    in the flaky list; then the summary names it and nothing else changes."""
+    in the flaky list (and flaked as listed: a rerun passed, each failure
+    showed its assertion); then the summary names it and nothing else changes."""
     run_out = ("1 ok 1 selftests: kvm: cpuid_test\n"
-               "2 not ok 2 selftests: kvm: steal_time # exit=1\n")
-    alone = ("3 not ok 1 selftests: kvm: steal_time # exit=1\n", 0)
+               "2 # selftests: kvm: steal_time\n2 #   steal_time.c:7: seen\n"
+               "2 not ok 2 selftests: kvm: steal_time # exit=1\n" + SERIES_PASS)
+    alone = ("3 # selftests: kvm: steal_time\n3 #   steal_time.c:7: seen\n"
+             "3 not ok 1 selftests: kvm: steal_time # exit=1\n", 0)
+    passes = ("4 ok 1 selftests: kvm: steal_time\n", 0)
     base = {"cpuid_test": "pass", "steal_time": "pass"}
-    listed = run.verdict(FakeGuest((run_out, 0), alone), installed, base, budget=1000,
-                         slowdown=1, known_flaky={"steal_time": "seen"})  # type: ignore[arg-type]
+    listed = run.verdict(FakeGuest((run_out, 0), alone, passes), installed, base, budget=1000,
+                         slowdown=1, known_flaky={"steal_time": "steal_time.c:7"})  # type: ignore[arg-type]
     assert listed.error() is None and listed.excused == ["steal_time"]
     assert "listed in" in listed.summary("r") and "steal_time" in listed.summary("r")
     unlisted = run.verdict(FakeGuest((run_out, 0), alone), installed, base, budget=1000,
-                           slowdown=1, known_flaky={"other": "seen"})  # type: ignore[arg-type]
+                           slowdown=1, known_flaky={"other": "other.c:1"})  # type: ignore[arg-type]
     assert unlisted.error() is not None and unlisted.regressions == ["steal_time"]
 
 
 def test_only_a_failure_on_the_base_in_the_same_environment_excuses(tmp_path: Path) -> None:
     flaky = tmp_path / "flaky.txt"
-    flaky.write_text("# NAME ENVIRONMENT DATE base|patched EVIDENCE\n"
-                     "a_test tcg-svm-default 2026-11-30 base failed on 6.12.117-base in make test\n"
-                     "b_test tcg-svm-default 2026-11-30 patched failed with the series only\n"
-                     "c_test kvm-vmx-default 2026-11-30 base failed on 6.12.117-base on a runner\n")
+    flaky.write_text("# NAME ENVIRONMENT DATE base|patched ASSERTION EVIDENCE\n"
+                     "a_test tcg-svm-default 2026-11-30 base x86_64/a_test.c:42 failed on "
+                     "6.12.117-base in make test\n"
+                     "b_test tcg-svm-default 2026-11-30 patched b_test.c:1 failed with the series only\n"
+                     "c_test kvm-vmx-default 2026-11-30 base c_test.c:3 failed on 6.12.117-base on a "
+                     "runner\n")
     flakes = baseline.load_flaky(flaky)
-    assert baseline.excusable(flakes, TCG_SVM) == {"a_test": "failed on 6.12.117-base in make test"}
+    assert flakes[0].evidence == "failed on 6.12.117-base in make test"
+    assert baseline.excusable(flakes, TCG_SVM) == {"a_test": "x86_64/a_test.c:42"}
     assert list(baseline.excusable(flakes, baseline.Environment("kvm", "vmx", "default"))) == [
         "c_test"]
     flaky.write_text("d_test tcg-svm-default 2026-11-30 failed once\n")  # no base|patched
+    with pytest.raises(HarnessError, match="cannot read"):
+        baseline.load_flaky(flaky)
+    flaky.write_text("e_test tcg-svm-default 2026-11-30 base failed on the base\n")  # no assertion
     with pytest.raises(HarnessError, match="cannot read"):
         baseline.load_flaky(flaky)
 
@@ -576,6 +590,110 @@ def test_a_test_the_series_slowed_down_is_blamed(installed: Path) -> None:
     runner = RacyRunner("steal_time", [], slower=True)
     v = run.verdict(runner, installed, RACY_BASE, budget=1000, slowdown=1)  # type: ignore[arg-type]
     assert v.regressions == ["steal_time"] and v.error() is not None
+
+
+# -- the two verdict bugs of issue 21 ------------------------------------------------
+
+XAPIC_BASE = {"cpuid_test": "pass", "xapic_ipi_test": "pass"}
+XAPIC_ASSERT = "xapic_ipi_test.c:206"
+
+
+def xapic(failed: bool, assertion: str = XAPIC_ASSERT) -> str:
+    """One stamped run of xapic_ipi_test: its GUEST_ASSERT, or a pass."""
+    if not failed:
+        return "1 # selftests: kvm: xapic_ipi_test\n2 ok 1 selftests: kvm: xapic_ipi_test\n"
+    return ("1 # selftests: kvm: xapic_ipi_test\n"
+            "2 # ==== Test Assertion Failure ====\n"
+            f"2 #   x86/{assertion}: false\n"
+            "2 #   pid=1 tid=2 errno=4 - Interrupted system call\n"
+            "3 not ok 1 selftests: kvm: xapic_ipi_test # exit=254\n")
+
+
+@pytest.fixture
+def xapic_installed(tmp_path: Path) -> Path:
+    (tmp_path / "kselftest-list.txt").write_text(
+        "kvm:cpuid_test\nkvm:xapic_ipi_test\nkvm:iofd_test\nkvm:io_bus_lookup_test\n")
+    return tmp_path
+
+
+def xapic_verdict(installed: Path, reruns: list[bool], assertion: str = XAPIC_ASSERT) -> run.Verdict:
+    """xapic_ipi_test fails the run with *assertion*, then its reruns go as
+    *reruns* says (True: failed with *assertion*); it is listed as flaky
+    with the assertion of the real flake."""
+    run_out = "1 ok 1 selftests: kvm: cpuid_test\n" + xapic(True, assertion) + SERIES_PASS
+    guest = FakeGuest((run_out, 0), *[(xapic(f, assertion), 0) for f in reruns])
+    return run.verdict(guest, installed, XAPIC_BASE, budget=1000, slowdown=1,  # type: ignore[arg-type]
+                             known_flaky={"xapic_ipi_test": XAPIC_ASSERT})
+
+
+def test_a_listed_test_failing_every_rerun_is_blamed(xapic_installed: Path) -> None:
+    """The list excuses a flake, not a test that no longer passes at all."""
+    v = xapic_verdict(xapic_installed, [True] * run.RERUNS)
+    assert v.excused == [] and v.regressions == ["xapic_ipi_test"]
+    error = v.error()
+    assert error is not None and error.what.endswith(": xapic_ipi_test")
+
+
+def test_a_listed_test_is_excused_when_a_rerun_passes_and_it_failed_as_listed(
+        xapic_installed: Path) -> None:
+    v = xapic_verdict(xapic_installed, [True, False])
+    assert (v.excused, v.regressions) == (["xapic_ipi_test"], [])
+    assert v.error() is None
+
+
+def test_a_listed_test_failing_another_way_is_blamed(xapic_installed: Path) -> None:
+    """A rerun passes, but the failure is not the listed assertion: not that flake."""
+    v = xapic_verdict(xapic_installed, [True, False], assertion="xapic_ipi_test.c:99")
+    assert v.excused == [] and v.regressions == ["xapic_ipi_test"]
+    assert v.error() is not None
+
+
+def series_verdict(installed: Path, series_out: str) -> run.Verdict:
+    """A run against a base that lacks the series' own tests (as every base does)."""
+    guest = FakeGuest(("1 ok 1 selftests: kvm: cpuid_test\n"
+                       "2 ok 2 selftests: kvm: xapic_ipi_test\n" + series_out, 0))
+    return run.verdict(guest, installed, XAPIC_BASE, budget=1000, slowdown=1)  # type: ignore[arg-type]
+
+
+def test_the_series_own_tests_must_pass(xapic_installed: Path) -> None:
+    assert series_verdict(xapic_installed, SERIES_PASS).error() is None
+    failing = series_verdict(xapic_installed, "8 not ok 8 selftests: kvm: iofd_test # exit=1\n"
+                                              "9 ok 9 selftests: kvm: io_bus_lookup_test\n")
+    error = failing.error()
+    assert error is not None and "iofd_test" in error.what and "io_bus_lookup" not in error.what
+    skipped = series_verdict(xapic_installed, "8 ok 8 selftests: kvm: iofd_test\n"
+                                              "9 ok 9 selftests: kvm: io_bus_lookup_test # SKIP\n")
+    error = skipped.error()
+    assert error is not None and "io_bus_lookup_test" in error.what
+
+
+def test_a_series_test_dropped_from_the_makefile_fails_the_run(tmp_path: Path) -> None:
+    """Not installed, so not run: that is a failure, not nothing to judge."""
+    (tmp_path / "kselftest-list.txt").write_text("kvm:cpuid_test\nkvm:xapic_ipi_test\n"
+                                                 "kvm:iofd_test\n")
+    v = series_verdict(tmp_path, "8 ok 8 selftests: kvm: iofd_test\n")
+    error = v.error()
+    assert error is not None and "io_bus_lookup_test" in error.what
+
+
+def test_the_series_tests_are_the_ones_the_series_adds_to_the_makefile() -> None:
+    """SERIES_TESTS names what kernel-patch/ adds to the selftests' Makefile:
+    a test added there and not here would go unrequired."""
+    added = {m.group(1) for p in paths.KERNEL_PATCH_DIR.glob("*.patch")
+             for m in re.finditer(r"^\+TEST_GEN_PROGS_x86_64 \+= x86_64/(\S+)$", p.read_text(),
+                                  re.MULTILINE)}
+    assert added == set(run.SERIES_TESTS)
+    assert run.series_tests(flavours.get("default")) == run.SERIES_TESTS
+    assert run.series_tests(flavours.get("base")) == ()
+
+
+def test_a_tests_output_is_found_among_the_others() -> None:
+    both = ("1 # selftests: kvm: a_test\n1 # a.c:1: a failed\n1 not ok 1 selftests: kvm: a_test\n"
+            "2 # selftests: kvm: b_test\n2 # b.c:2: b failed\n2 not ok 2 selftests: kvm: b_test\n")
+    assert "a.c:1" in tap.output(both, "a_test") and "b.c:2" not in tap.output(both, "a_test")
+    assert tap.output(both, "b_test").splitlines()[-1].endswith("not ok 2 selftests: kvm: b_test")
+    assert tap.output("3 not ok 1 selftests: kvm: c_test\n", "c_test") != ""
+    assert tap.output(both, "other_test") == ""
 
 
 def test_recording_again_finds_the_environment_the_base_boots_in(tmp_path: Path,
