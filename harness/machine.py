@@ -88,17 +88,18 @@ class PytestRun:
     """pytest's stdout and stderr."""
 
 
-def run_pytest(machine: Machine, tests: Sequence[str], doorbell_ko: str, report: Path, log: Path,
-               timeout: float) -> PytestRun:
+def run_pytest(machine: Machine, tests: Sequence[str], doorbell_ko: str | Path, report: Path,
+               log: Path, timeout: float) -> PytestRun:
     """Run pytest on the payload *tests* there, with ``DOORBELL_KO`` naming
-    the module they reload.  pytest's output lands in *log* whatever it did,
+    the module they reload (a path there: the VM's kernel record gives a
+    Path, an SSH host's set-up a string).  pytest's output lands in *log* whatever it did,
     its JUnit report in *report*; failing tests are the counts' business,
     pytest failing to run them (exit 2 and up) is an error."""
     remote_report = f"{machine.scratch}/{report.name}"
     args = " ".join(shlex.quote(t) for t in tests)
     r = machine.run(
         machine.python(f"pytest -q -rs -p no:cacheprovider --junitxml={shlex.quote(remote_report)} "
-                       f"{args}", env={"DOORBELL_KO": doorbell_ko}),
+                       f"{args}", env={"DOORBELL_KO": str(doorbell_ko)}),
         timeout, what="the guest tests")
     log.write_text(r.stdout + r.stderr)
     if r.rc not in (0, 1):

@@ -24,7 +24,7 @@ def test_payload_file(vm: Session, kernel: Kernel, path: Path) -> None:
     log = report.with_suffix(".log")
     report.unlink(missing_ok=True)
     vm.run(load_doorbell(kernel))
-    done = run_pytest(vm, [str(path)], str(kernel.doorbell_ko), report, log, timeout=1800)
+    done = run_pytest(vm, [str(path)], kernel.doorbell_ko, report, log, timeout=1800)
     print(done.log[-35000:])
     assert junit.clean(done.counts), \
         f"{path.name} did not run clean in the guest: {done.counts} (log: {log})\n{done.log[-5000:]}"
