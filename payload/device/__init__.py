@@ -16,7 +16,7 @@ guest work runs three ways in one run:
 
 Modules: ``model`` (variants, the write pattern, the consumer, the checks;
 pure; the targets' statistics are :mod:`payload.stats`), ``thread`` (the device
-thread), ``native`` and ``bank_loop.c`` (the KVM_RUN loop), ``rig`` (one VM
-per variant), ``runner`` (``python -m payload.device``; its docstring has
+thread), ``rig`` (one VM per variant, its KVM_RUN loop
+:mod:`payload.native.bank`), ``runner`` (``python -m payload.device``; its docstring has
 the JSON schema).
 """

@@ -31,11 +31,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from payload.device import model
-from payload.device.native import BankRun, run_bank
 from payload.device.thread import DeviceThread
 from payload.guest import queues
 from payload.kvm.buffer import RegisterBuffer
 from payload.kvm.vmm import Vm
+from payload.native.bank import BankRun, run_bank
 
 RUN_TIMEOUT_S = 60.0
 """Per-run limit: ~0.1 ms per write under TCG, so 4000 writes take < 1 s."""
