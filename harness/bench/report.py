@@ -243,7 +243,7 @@ DEVICE_CHECKS = (
     ("registrations", "registrations (proved at deassign)"),
     ("runs without problems", "runs without problems"),
 )
-"""The scenario's checks (payload.device.runner.variant_checks), by name, with their column titles."""
+"""The scenario's checks (payload.device.checks.variant_checks), by name, with their column titles."""
 
 
 def _variant(dev: Mapping[str, Any], key: str) -> str:
