@@ -31,7 +31,6 @@ it) these checks read.  2: the output is measurements only (schema 1 also
 had the guest's ``checks``, ``targets``, ``targets_less_device``,
 ``problems`` and ``ok``)."""
 
-
 MAX_LISTED = 5
 """Problems of one kind listed per run before the rest are counted."""
 
