@@ -22,6 +22,7 @@ from pathlib import Path
 from harness import flavours
 from harness.errors import HarnessError
 from harness.flavours import Flavour
+from payload.native.cache import cache_root
 
 ACCELS = ("kvm", "tcg")
 
@@ -39,13 +40,6 @@ class Settings:
         return replace(self, flavour=flavours.get(name))
 
 
-def cache_dir(env: Mapping[str, str]) -> Path:
-    if env.get("KVM_IOFD_CACHE"):
-        return Path(env["KVM_IOFD_CACHE"])
-    xdg = env.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "kvm-iofd"
-
-
 def from_env(env: Mapping[str, str] = os.environ) -> Settings:
     jobs = env.get("JOBS") or str(os.cpu_count() or 2)
     if not jobs.isdigit() or int(jobs) < 1:
@@ -56,7 +50,7 @@ def from_env(env: Mapping[str, str] = os.environ) -> Settings:
     flavour = env.get("KVM_IOFD_FLAVOUR") or (flavours.DEBUG if env.get("KVM_IOFD_DEBUG") else
                                               flavours.DEFAULT)
     return Settings(
-        cache=cache_dir(env).absolute(),
+        cache=cache_root(env).absolute(),
         kernel_src=Path(env["KERNEL_SRC"]) if env.get("KERNEL_SRC") else None,
         jobs=int(jobs),
         accel=accel,

@@ -27,7 +27,7 @@ from payload.bench import modes
 from payload.bench.modes import runner_timeout
 from payload.cpu import cpu_model
 from payload.device import model as device_model
-from payload.device import native as device_native
+from payload.native import bank as bank_loop
 from payload.native import build as native_build
 
 
@@ -68,7 +68,7 @@ def measure_in_guest(kernel: Kernel, opts: BootOptions, n: int, trials: int,
     """
     native = opts.cache / "native"  # where the guest's payload looks (Session.python)
     native_build.build(out_dir=native)
-    device_native.build(out_dir=native)
+    bank_loop.build(out_dir=native)
     opts = dataclasses.replace(opts, rwdirs=[*opts.rwdirs, native])
     with session.boot(opts, kernel, doorbell=True) as s:
         with phase(f"measuring {len(modes.MODES)} modes and {len(modes.SCALE_MODES)} scale rows "

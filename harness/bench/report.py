@@ -243,7 +243,7 @@ DEVICE_CHECKS = (
     ("registrations", "registrations (proved at deassign)"),
     ("runs without problems", "runs without problems"),
 )
-"""The scenario's checks (payload.device.runner.variant_checks), by name, with their column titles."""
+"""The scenario's checks (payload.device.checks.variant_checks), by name, with their column titles."""
 
 
 def _variant(dev: Mapping[str, Any], key: str) -> str:
@@ -541,7 +541,8 @@ def terminal_checks(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def build(raw: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
-    """Validated bench record with its targets evaluated."""
+    """The bench record of a run that passed its verdict (:func:`payload.bench.checks.verify`),
+    with its targets evaluated."""
     bench = summary.summarize(raw, env)
     bench["targets"] = targets.evaluate(bench)
     bench["reported"] = targets.evaluate_reported(bench)
@@ -561,7 +562,7 @@ def write(bench: Mapping[str, Any], out_dir: Path) -> list[Path]:
 
 
 def render(raw: Mapping[str, Any], env: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Validate, summarise and write every output; the bench record back."""
+    """Judge, summarise and write every output; the bench record back."""
     bench = build(raw, env)
     write(bench, out_dir)
     return bench

@@ -24,9 +24,9 @@ the same keys.
 Definitions: rtt = trial wall time / N, the time per guest write including
 its share of the one final exit; ``iops`` = 1e6 / median rtt, as in the
 2009 posting where iops is the reciprocal of rtt.  ``doorbell_exact`` is
-computed from the data: every trial's doorbell count equalled what the mode
-must produce (N where the write rings it, 0 for ``kernel-pio`` and
-``cpuid``, which no write rings).
+the verdict's doorbell check (:func:`payload.bench.checks.verify`): every
+trial's doorbell count equalled what the mode must produce (N where the
+write rings it, 0 for ``kernel-pio`` and ``cpuid``, which no write rings).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from harness.bench import targets
 from payload.bench import checks, modes
-from payload.device import model as device_model
-from payload.device import runner as device_runner
+from payload.device import checks as device_checks
 
 SCHEMA = 1
 ENV_KEYS = ("series", "accel", "host_cpu")
@@ -49,20 +49,21 @@ def _us(x: float) -> float:
     return round(x, 3)
 
 
-def mode_stats(raw: Mapping[str, Any], name: str) -> tuple[dict[str, Any], list[int]]:
-    """(the schema's per-mode record, raw ns of each trial in round order)."""
+def mode_stats(raw: Mapping[str, Any], name: str,
+               doorbell_exact: bool) -> tuple[dict[str, Any], list[int]]:
+    """(the schema's per-mode record, raw ns of each trial in round order);
+    ``doorbell_exact`` is the verdict's on the mode's doorbell check."""
     n = raw["iterations"]
-    mode = modes.get(name)
     runs = sorted((t for t in raw["runs"] if t["mode"] == name), key=lambda t: t["trial"])
     us = [t["ns"] / n / 1000.0 for t in runs]
     median = statistics.median(us)
     exits = {t["kvm_runs"] for t in runs}
-    if len(exits) != 1:  # check_raw makes this impossible; never average it away
-        raise checks.CountMismatch([f"{name}: userspace exits differ between trials: {sorted(exits)}"])
+    if len(exits) != 1:  # verify() lets no such record through; never average it away
+        raise ValueError(f"{name}: userspace exits differ between trials: {sorted(exits)}")
     record = {
         "rtt_us": {"median": _us(median), "min": _us(min(us)), "max": _us(max(us))},
         "iops": round(1e6 / median),
-        "doorbell_exact": all(t["doorbell"] == mode.expected_doorbell(n) for t in runs),
+        "doorbell_exact": doorbell_exact,
         "userspace_exits_per_trial": exits.pop(),
     }
     return record, [t["ns"] for t in runs]
@@ -116,56 +117,43 @@ DEVICE_KEYS = ("scenario", "schema", "kernel", "writes", "rounds", "seed", "queu
 """What :func:`device` copies from the scenario's output as it is."""
 
 
-def device_checks(dev: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The scenario's checks re-made here from its runs, by the rules the
-    guest applied (:func:`payload.device.runner.variant_checks`), rather
-    than trusting its ``ok``; and every problem: the output's own, a
-    variant missing, a deassign proof that does not hold, a failed check."""
-    found: list[dict[str, Any]] = []
-    problems = [f"device: {p}" for p in dev.get("problems", [])]
-    missing = [v.key for v in device_model.VARIANTS if v.key not in dev["variants"]]
-    if missing:
-        problems.append(f"device: variant(s) {', '.join(missing)} not run")
-    for key, entry in dev["variants"].items():
-        variant = device_model.get(key)
-        found += device_runner.variant_checks(variant, entry, dev["writes"])
-        problems += [f"device: ({key}) path: {p}"
-                     for p in device_model.path_problems(variant, entry["path"])]
-    problems += [f"device: check failed: ({c['variant']}) {c['name']}: {c['value']}, expected "
-                 f"{c['expected']}" for c in found if not c["ok"]]
-    return found, problems
-
-
-def device(dev: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The doorbell-bank scenario's record (None when it did not run),
-    validated: a failed check raises :class:`checks.CountMismatch`.
+def device(dev: Mapping[str, Any] | None, found: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The doorbell-bank scenario's record (None when it did not run), from
+    an output that passed :func:`payload.bench.checks.verify`, whose checks
+    table is ``found``.
 
     Keys: :data:`DEVICE_KEYS` as the scenario wrote them; ``variants``
     (per key: name, what, registrations, ioctl, guest_cooperation, the
     scenario's ``summary`` spreads, ``ns_per_write`` per timed run in round
-    order, and the ``path`` proof); ``checks`` (re-made here); ``targets``
-    and ``targets_less_device``, evaluated here from the runs' raw ns.
+    order, and the ``path`` proof); ``checks`` (``found``); ``targets`` and
+    ``targets_less_device`` (:func:`harness.bench.targets.evaluate_device`,
+    from the runs' raw ns).
     """
     if dev is None:
         return None
-    if dev.get("schema") != device_runner.SCHEMA:
-        raise ValueError(f"the device scenario's output has schema {dev.get('schema')!r}, "
-                         f"this harness reads {device_runner.SCHEMA}")
-    found, problems = device_checks(dev)
-    if problems:
-        raise checks.CountMismatch(problems)
     variants = {
         key: {**{k: entry[k] for k in ("name", "what", "registrations", "ioctl",
                                          "guest_cooperation", "summary", "path")},
               "ns_per_write": [run["ns_per_write"] for run in entry["runs"]]}
         for key, entry in dev["variants"].items()}
     return {**{k: dev[k] for k in DEVICE_KEYS}, "variants": variants, "checks": found,
-            "targets": device_runner.evaluate_targets(dev["variants"]),
-            "targets_less_device": device_runner.evaluate_targets(dev["variants"], less_device=True)}
+            "targets": targets.evaluate_device(dev["variants"]),
+            "targets_less_device": targets.evaluate_device(dev["variants"], less_device=True)}
+
+
+def _readable(raw: Mapping[str, Any]) -> None:
+    """Refuse a scenario output of another schema than the checks read
+    (ValueError: not a failed check, an output this harness cannot read)."""
+    dev = raw.get("device")
+    if dev is not None and dev.get("schema") != device_checks.SCHEMA:
+        raise ValueError(f"the device scenario's output has schema {dev.get('schema')!r}, "
+                         f"this harness reads {device_checks.SCHEMA}")
 
 
 def summarize(raw: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate ``raw`` (raising :class:`checks.CountMismatch`) and reduce it.
+    """Judge ``raw`` (:func:`payload.bench.checks.verify`, the run's one
+    verdict: a failed check raises :class:`checks.CountMismatch` with its
+    problems) and reduce it.
 
     ``env`` must hold :data:`ENV_KEYS`; any other key in it is added at the
     top level as an environment extra (e.g. ``qemu``).
@@ -173,11 +161,15 @@ def summarize(raw: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
     missing = [k for k in ENV_KEYS if k not in env]
     if missing:
         raise ValueError(f"summarize needs {', '.join(missing)} from the host")
-    checks.check_raw(raw)
+    _readable(raw)
+    verdict = checks.verify(raw)
+    if verdict.problems:
+        raise checks.CountMismatch(verdict.problems)
     per_mode: dict[str, Any] = {}
     trials_ns: dict[str, list[int]] = {}
+    doorbell_ok = {r["mode"]: r["ok"] for r in verdict.rows if r["check"] == "doorbell"}
     for name in raw["modes"]:
-        per_mode[name], trials_ns[name] = mode_stats(raw, name)
+        per_mode[name], trials_ns[name] = mode_stats(raw, name, doorbell_ok[name])
     n = raw["iterations"]
     bench: dict[str, Any] = {
         "schema": SCHEMA,
@@ -200,9 +192,9 @@ def summarize(raw: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
         "trials_us": {name: [_us(ns / n / 1000.0) for ns in v] for name, v in trials_ns.items()},
         "rounds": raw.get("rounds", []),
         "paths": raw.get("paths", {}),
-        "checks": checks.rows(raw),
+        "checks": verdict.rows,
         "doorbell_array": doorbell_array(raw.get("array")),
-        "device": device(raw.get("device")),
+        "device": device(raw.get("device"), verdict.device),
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
     })
     return bench

@@ -1,10 +1,16 @@
-"""The exactness rules every trial and every mode must pass, in one place.
+"""The exactness rules every trial and every mode must pass, and the one
+verdict on a bench run: :func:`verify`.
 
-The runner applies them as it measures (and exits non-zero on a breach);
-the host applies them again to the raw file before it writes a single
-number, so a report can only exist for data that passed.  A timing from a
-trial whose counts are off would describe some other path than the one
-its row names.
+The runners only measure and write their raw files; the host hands what
+they wrote (the modes' raw record, with the doorbell-bank scenario's
+output under ``device``) to :func:`verify` once, before it writes a single
+number (:func:`harness.bench.summary.summarize`), so a report can only
+exist for data that passed, and every rule is applied once per run.  A
+timing from a trial whose counts are off would describe some other path
+than the one its row names.  (The one exception is each mode's warm-up,
+which only the runner sees: it checks it with :func:`trial_problems` to
+decide whether the trials are worth their time, and :func:`verify` reports
+what it recorded.)
 
 These are *checks*, not targets: a failed check fails the run, whatever
 ``--strict`` says.  Per mode they are
@@ -25,17 +31,20 @@ These are *checks*, not targets: a failed check fails the run, whatever
 The doorbell array (:mod:`payload.bench.doorbells`) has its own check,
 ``array``: KVM_IOFD must take the array's range in every repeat, and the
 ioeventfds' outcome must be whole (all accepted, or a refusal with its
-errno where the accepted ones end).
+errno where the accepted ones end).  The doorbell-bank scenario's checks
+are :mod:`payload.device.checks`; :func:`verify` makes them too.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from payload.bench import modes
 from payload.bench.modes import Mode
+from payload.device import checks as device_checks
 from payload.errors import ActionableError
 
 CHECK_NAMES = ("exits", "doorbell", "iterations", "status", "buffer", "path", "array")
@@ -136,29 +145,6 @@ def path_problems(mode: Mode, proof: Mapping[str, Any] | None) -> list[str]:
             for key, value in want.items() if proof.get(key) != value]
 
 
-def raw_problems(raw: Mapping[str, Any]) -> list[str]:
-    """Every trial, path proof and the doorbell array checked, plus the
-    shape: each mode has exactly ``trials`` trials, one per round."""
-    n, t = raw["iterations"], raw["trials"]
-    out: list[str] = []
-    if not isinstance(n, int) or n < 1:
-        out.append(f"iterations = {n!r}, must be a positive integer")
-        return out
-    seen: dict[str, list[int]] = {}
-    for trial in raw["runs"]:
-        seen.setdefault(trial["mode"], []).append(trial["trial"])
-        out.extend(trial_problems(trial, n))
-    paths = raw.get("paths", {})
-    for name in raw["modes"]:
-        rounds = seen.get(name, [])
-        if sorted(rounds) != list(range(t)):
-            out.append(f"{name}: trials {sorted(rounds)} recorded, must be one per round "
-                       f"0..{t - 1} ({t} trials)")
-        out.extend(path_problems(modes.get(name), paths.get(name)))
-    out.extend(array_problems(raw.get("array")))
-    return out
-
-
 def array_problems(array: Mapping[str, Any] | None) -> list[str]:
     """What is wrong with the doorbell array's record; empty when whole
     (None: not measured, nothing to check)."""
@@ -188,13 +174,6 @@ def array_problems(array: Mapping[str, Any] | None) -> list[str]:
     return out
 
 
-def check_raw(raw: Mapping[str, Any]) -> None:
-    """Raise :class:`CountMismatch` listing every breach, or return quietly."""
-    problems = raw_problems(raw)
-    if problems:
-        raise CountMismatch(problems)
-
-
 def _tally(values: Iterable[object]) -> str:
     """``"5000"`` when every trial agrees, ``"5000 x14, 4999 x1"`` otherwise."""
     counts = Counter(str(v) for v in values)
@@ -215,12 +194,13 @@ def _path_text(proof: Mapping[str, Any]) -> str:
     return text
 
 
-def mode_rows(raw: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
-    """The checks table's rows for one mode: check, expected, measured, ok."""
+def _mode_rows(raw: Mapping[str, Any], name: str, failed: set[str]) -> list[dict[str, Any]]:
+    """The checks table's rows for one mode: check, expected, measured, ok
+    (False for the checks in ``failed``, and for every check of a mode with
+    no trial)."""
     n = raw["iterations"]
     mode = modes.get(name)
     runs = [t for t in raw["runs"] if t["mode"] == name]
-    failed = {check for t in runs for check, _ in _trial_findings(t, n)}
     rows = [
         ("exits", "userspace exits/trial", mode.expected_kvm_runs(n),
          _tally(t.get("kvm_runs") for t in runs)),
@@ -241,13 +221,56 @@ def mode_rows(raw: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
         proof = raw.get("paths", {}).get(name)
         rows.append(("path", "deassign after the trials", _path_text(want_path),
                      "not recorded" if proof is None else _path_text(proof)))
-        if path_problems(mode, proof):
-            failed.add("path")
     return [{"mode": name, "check": check, "what": what, "expected": str(expected),
              "measured": measured, "trials": len(runs), "ok": check not in failed and bool(runs)}
             for check, what, expected, measured in rows]
 
 
-def rows(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every mode's check rows, in the order the raw file lists the modes."""
-    return [row for name in raw["modes"] for row in mode_rows(raw, name)]
+@dataclass(frozen=True)
+class Verdict:
+    """Every check of one bench run, each made once, by :func:`verify`."""
+
+    problems: list[str]
+    """Every breach, in words (what :class:`CountMismatch` lists); empty
+    when the run passed."""
+    rows: list[dict[str, Any]]
+    """The modes' checks table, in the order the raw record lists the modes."""
+    device: list[dict[str, Any]]
+    """The doorbell-bank scenario's checks table
+    (:func:`payload.device.checks.variant_checks`); empty when it did not run."""
+
+
+def verify(raw: Mapping[str, Any]) -> Verdict:
+    """The verdict on a whole bench run: every trial, each mode's shape
+    (exactly ``trials`` trials, one per round) and path proof, what the
+    runner recorded of the warm-ups, the doorbell array, and (when ``raw``
+    has it under ``device``) the doorbell-bank scenario's output."""
+    n, t = raw["iterations"], raw["trials"]
+    if not isinstance(n, int) or n < 1:
+        return Verdict([f"iterations = {n!r}, must be a positive integer"], [], [])
+    stopped = raw.get("warmup_problems") or []
+    problems = [f"warm-up: {p}" for p in stopped]
+    failed: dict[str, set[str]] = {name: set() for name in raw["modes"]}
+    seen: dict[str, list[int]] = {}
+    for trial in raw["runs"]:
+        seen.setdefault(trial["mode"], []).append(trial["trial"])
+        findings = _trial_findings(trial, n)
+        failed.setdefault(trial["mode"], set()).update(check for check, _ in findings)
+        problems += [text for _, text in findings]
+    rows: list[dict[str, Any]] = []
+    for name in raw["modes"]:
+        rounds = seen.get(name, [])
+        if not stopped and sorted(rounds) != list(range(t)):  # stopped: no trial ran, on purpose
+            problems.append(f"{name}: trials {sorted(rounds)} recorded, must be one per round "
+                            f"0..{t - 1} ({t} trials)")
+        path = path_problems(modes.get(name), raw.get("paths", {}).get(name))
+        if path:
+            failed[name].add("path")
+        problems += path
+        rows += _mode_rows(raw, name, failed[name])
+    problems += array_problems(raw.get("array"))
+    device: list[dict[str, Any]] = []
+    if raw.get("device") is not None:
+        device, found = device_checks.output_checks(raw["device"])
+        problems += found
+    return Verdict(problems, rows, device)

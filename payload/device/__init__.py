@@ -14,9 +14,11 @@ guest work runs three ways in one run:
 * (c) ``iofd-buffer``: one KVM_IOFD with KVM_IOFD_FLAG_BUFFER over the 64
   doorbells, no guest cooperation.
 
-Modules: ``model`` (variants, the write pattern, the consumer, the checks;
-pure; the targets' statistics are :mod:`payload.stats`), ``thread`` (the device
-thread), ``native`` and ``bank_loop.c`` (the KVM_RUN loop), ``rig`` (one VM
-per variant), ``runner`` (``python -m payload.device``; its docstring has
-the JSON schema).
+Modules: ``model`` (variants, the write pattern, the consumer; pure),
+``checks`` (every check on a run and on the output; pure, and what the host
+judges ``make bench``'s run with), ``thread`` (the device thread), ``rig``
+(one VM per variant, its KVM_RUN loop :mod:`payload.native.bank`),
+``runner`` (``python -m payload.device``: runs and writes JSON, no verdict;
+its docstring has the JSON schema).  The targets are the host's
+(:mod:`harness.bench.targets`, on :mod:`payload.stats`).
 """

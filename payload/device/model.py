@@ -1,9 +1,11 @@
-"""The doorbell-bank device's pure logic: variants, the guest's work, the
-consumer's bookkeeping, and the checks on what a run did.
+"""The doorbell-bank device's pure model: variants, the guest's work and the
+consumer's bookkeeping.  The checks on what a run did are
+:mod:`payload.device.checks`; the scenario's targets are the host's
+(:mod:`harness.bench.targets`).
 
 Nothing here touches KVM, threads or memory, so the host tests can drive
-every rule with made-up observations (``tests/host/test_device_model.py``)
-and the in-VM runner applies the same rules to real ones.
+it with made-up observations (``tests/host/test_device_model.py``) and the
+in-VM rig uses the same code on real ones.
 
 The device: :data:`QUEUES` submission queues with a 4-byte tail doorbell
 each.  The guest writes increasing tails in a pseudo-random queue order
@@ -17,10 +19,8 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import compress
-from typing import Any
 
 from payload.guest.queues import MAX_TAIL, QUEUES
-from payload.stats import Target
 
 DEFAULT_WRITES = 4000
 """Doorbell writes per run: several thousand, and what fits in the guest's
@@ -91,16 +91,6 @@ def get(name: str) -> Variant:
         names = ", ".join(f"{v.key}/{v.name}" for v in VARIANTS)
         raise ValueError(f"unknown variant {name!r}; variants are {names}")
     return found
-
-
-TARGETS: tuple[Target, ...] = (
-    Target("c", "b", "<=", 1.10,
-           "one KVM_IOFD with a buffer costs about what 64 ioeventfds plus the guest's shadow "
-           "store cost, without the guest's cooperation"),
-    Target("a", "c", ">=", 1.5, "keeping the doorbell writes out of userspace pays"),
-)
-"""The scenario's targets, on the per-round paired ns per run of two
-variants (:func:`payload.stats.evaluate`)."""
 
 
 # --- the guest's work ----------------------------------------------------------------
@@ -219,120 +209,3 @@ class DeviceRecord:
     cpu_ns: int = 0
     """The device thread's CPU time until it read the stop: on a one-CPU
     machine (the test VM) time the vCPU thread did not run."""
-
-
-# --- checks ----------------------------------------------------------------------------
-MAX_LISTED = 5
-"""Problems of one kind listed per run before the rest are counted."""
-
-
-def _capped(kind: str, items: list[str]) -> list[str]:
-    if len(items) <= MAX_LISTED:
-        return items
-    return [*items[:MAX_LISTED], f"... and {len(items) - MAX_LISTED} more {kind}"]
-
-
-def consumer_problems(consumer: Consumer, pattern: Sequence[tuple[int, int]]) -> list[str]:
-    """Nothing lost, nothing consumed twice, nothing made up.
-
-    * every queue's consumed tail is the guest's last write to it;
-    * no tail was ever loaded below what was consumed (no entry twice);
-    * every tail consumed up to is one the guest wrote to that queue (so
-      not a torn or stray load);
-    * the entries consumed add up to the sum of the last tails.
-    """
-    problems: list[str] = []
-    last = last_tails(pattern, consumer.queues)
-    written = [set(ts) for ts in written_tails(pattern, consumer.queues)]
-    problems += _capped("lost", [
-        f"queue {q}: consumed up to {consumer.consumed[q]}, the guest's last write was {last[q]}"
-        for q in range(consumer.queues) if consumer.consumed[q] != last[q]])
-    problems += _capped("regressions", [
-        f"queue {q}: loaded tail {t} below the consumed {c} (would consume entries twice)"
-        for q, c, t in consumer.regressions])
-    problems += _capped("made-up tails", [
-        f"queue {q}: consumed up to {t}, which the guest never wrote to it"
-        for q in range(consumer.queues) for t in consumer.history[q] if t not in written[q]])
-    if consumer.entries != sum(last):
-        problems.append(f"consumed {consumer.entries} entries, the guest submitted {sum(last)}")
-    return problems
-
-
-def ordering_problems(snapshots: Sequence[tuple[int, Sequence[int]]],
-                      pattern: Sequence[tuple[int, int]], queues: int = QUEUES) -> list[str]:
-    """The Ordering rule of api.rst 4.144, for a whole array of registers.
-
-    One vCPU writes in pattern order and each write's tail is stored (in the
-    register buffer, the shadow array or the VMM's array) before its signal
-    is counted.  So once the eventfd reads have returned ``n`` signals in
-    all, every queue's loaded tail is at least its tail after the pattern's
-    first ``n`` writes.  A load below that is a tail the device could miss.
-    """
-    floor = [0] * queues  # each queue's tail after the first `done` writes
-    done = 0
-    problems = []
-    for signals, tails in sorted(snapshots, key=operator.itemgetter(0)):
-        for queue, tail in pattern[done:signals]:
-            floor[queue] = tail
-        done = max(done, min(signals, len(pattern)))
-        if any(map(operator.lt, tails, floor)):  # the common case stays in C
-            problems += [f"after {signals} signals queue {q} loaded {t}, but an earlier "
-                         f"write had stored {f}"
-                         for q, (t, f) in enumerate(zip(tails, floor, strict=True)) if t < f]
-    return _capped("ordering violations", problems)
-
-
-def device_problems(record: DeviceRecord, pattern: Sequence[tuple[int, int]]) -> list[str]:
-    """Every check on what the device thread saw in one run."""
-    writes = len(pattern)
-    problems = []
-    if record.signals != writes:
-        problems.append(f"the eventfd counted {record.signals} signals for {writes} doorbell writes")
-    if writes and not 1 <= record.wakeups <= record.signals:
-        problems.append(f"{record.wakeups} device wakeups for {record.signals} signals")
-    last = last_tails(pattern, record.consumer.queues)
-    if record.final and record.final != last:
-        problems.append("the drain loaded tails other than the guest's last writes: "
-                        + ", ".join(f"q{q}={t} (want {last[q]})"
-                                    for q, t in enumerate(record.final) if t != last[q])[:300])
-    problems += consumer_problems(record.consumer, pattern)
-    problems += ordering_problems(record.snapshots, pattern, record.consumer.queues)
-    return problems
-
-
-def vmm_problems(variant: Variant, writes: int, *, end: str, done_value: int, exits: int,
-                 doorbell_exits: int, stray_exits: int, kicks: int) -> list[str]:
-    """Checks on what KVM_RUN returned in one run (the VMM's side)."""
-    problems = []
-    if end != "done":
-        problems.append(f"the guest ended with {end or 'nothing'!r}, not at DONE_PORT")
-    elif done_value != writes:
-        problems.append(f"the guest reported {done_value} writes at DONE, not {writes}")
-    want = variant.expected_exits(writes)
-    if exits != want:
-        problems.append(f"{exits} userspace exits, expected {want}")
-    want_db = writes if variant.exits_per_write else 0
-    if doorbell_exits != want_db:
-        problems.append(f"{doorbell_exits} doorbell writes reached the VMM, expected {want_db}")
-    if kicks != doorbell_exits:
-        problems.append(f"the VMM kicked the device {kicks} times for {doorbell_exits} exits")
-    if stray_exits:
-        problems.append(f"{stray_exits} exits outside the doorbell array")
-    return problems
-
-
-def path_problems(variant: Variant, proof: dict[str, Any]) -> list[str]:
-    """The registration proof's verdict: own ioctl removed exactly the
-    variant's registrations, the other found none, and every failure was ENOENT."""
-    problems = []
-    if proof["registrations"] != variant.registrations:
-        problems.append(f"{variant.name}: {proof['registrations']} registrations found, "
-                        f"{variant.registrations} expected")
-    for ioctl, removed in proof["removed"].items():
-        if ioctl != variant.ioctl and removed:
-            problems.append(f"{variant.name}: {ioctl} removed {removed} registrations, "
-                            f"but the variant registers with {variant.ioctl or 'nothing'}")
-    for ioctl, names in proof["errors"].items():
-        if set(names) - {"ENOENT"}:
-            problems.append(f"{variant.name}: {ioctl} deassign failed with {', '.join(names)}")
-    return problems

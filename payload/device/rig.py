@@ -30,12 +30,12 @@ import select
 from collections.abc import Sequence
 from typing import Any
 
-from payload.device import model
-from payload.device.native import BankRun, run_bank
+from payload.device import checks, model
 from payload.device.thread import DeviceThread
 from payload.guest import queues
 from payload.kvm.buffer import RegisterBuffer
 from payload.kvm.vmm import Vm
+from payload.native.bank import BankRun, run_bank
 
 RUN_TIMEOUT_S = 60.0
 """Per-run limit: ~0.1 ms per write under TCG, so 4000 writes take < 1 s."""
@@ -139,10 +139,10 @@ class BankRig:
 
     def _problems(self, r: BankRun, record: model.DeviceRecord, left: int) -> list[str]:
         problems = [] if not left else [f"{left} signals were left on the eventfd before the run"]
-        problems += model.vmm_problems(
+        problems += checks.vmm_problems(
             self.variant, len(self.pattern), end=r.end, done_value=r.done_value, exits=r.exits,
             doorbell_exits=r.doorbell_writes, stray_exits=r.stray_exits, kicks=r.kicks)
-        problems += model.device_problems(record, self.pattern)
+        problems += checks.device_problems(record, self.pattern)
         return problems
 
     # -- the path proof ------------------------------------------------------------------

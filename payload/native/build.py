@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from payload.native.cache import cache_root
+
 SOURCE = Path(__file__).with_name("vmexit_loop.c")
 HEADER = Path(__file__).with_name("kvm_loop.h")
 """What every loop includes: its bytes are part of every library's hash."""
@@ -29,14 +31,10 @@ def compiler() -> str:
 
 
 def cache_dir() -> Path:
-    """``$KVM_IOFD_CACHE/native``, where the host passes down the cache it
-    resolved (:mod:`harness.settings`, same rules), else
-    ``$XDG_CACHE_HOME/kvm-iofd/native`` or ``~/.cache/kvm-iofd/native``
-    (:func:`build` falls back to a per-user temp dir if that is read-only)."""
-    if os.environ.get("KVM_IOFD_CACHE"):
-        return Path(os.environ["KVM_IOFD_CACHE"]) / "native"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kvm-iofd" / "native"
+    """``native`` in the cache :func:`payload.native.cache.cache_root` names
+    (the host passes its resolved cache down as ``KVM_IOFD_CACHE``);
+    :func:`build` falls back to a per-user temp dir if that is read-only."""
+    return cache_root(os.environ) / "native"
 
 
 def _digest(source: Path) -> str:

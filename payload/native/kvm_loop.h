@@ -4,9 +4,9 @@
  * signal and deadline handling, the end of a program (HLT or an OUT to the
  * done port), zero-filled port reads and the counts every loop reports.
  * Each loop brings only its handler for the other exits: vmexit_loop.c
- * (the benchmark) and payload/device/bank_loop.c (the doorbell-bank
- * device).  payload/native/build.py puts this directory on the include
- * path and hashes this file into every library's name, so an edit here
+ * (the benchmark) and bank_loop.c (the doorbell-bank device), both in
+ * this directory.  payload/native/build.py puts it on the include path
+ * and hashes this file into every library's name, so an edit here
  * rebuilds both.
  */
 #ifndef KVM_IOFD_KVM_LOOP_H

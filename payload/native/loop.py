@@ -1,4 +1,5 @@
-"""Python face of the native KVM_RUN loop (vmexit_loop.c)."""
+"""Python face of the benchmark's native KVM_RUN loop (vmexit_loop.c), and the
+call every loop's binding goes through (:func:`call_loop`, :class:`LoopCommon`)."""
 
 from __future__ import annotations
 

@@ -72,12 +72,11 @@ def make_device(factors: dict[str, float] | None = None) -> dict[str, Any]:
                      "errors": {k: [] if v else ["ENOENT"] for k, v in want["removed"].items()},
                      "registrations": want["registrations"]},
         }
-    return {"schema": 1, "scenario": "doorbell-bank", "kernel": "6.12.117-iofd-deadbeef",
+    return {"schema": 2, "scenario": "doorbell-bank", "kernel": "6.12.117-iofd-deadbeef",
             "guest_cpu": "QEMU TCG", "vcpus": 1, "queues": 64, "doorbell_bytes": 4,
             "writes": WRITES, "seed": 16, "rounds": ROUNDS,
             "pattern": {"max_tail": 20, "entries": 812, "queues_written": 64},
-            "b_eventfds": "shared", "order": order, "variants": variants, "checks": [],
-            "targets": [], "targets_less_device": [], "problems": [], "ok": True, "seconds": 31.5}
+            "b_eventfds": "shared", "order": order, "variants": variants, "seconds": 31.5}
 
 
 def build(dev: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -104,7 +103,7 @@ def test_bench_json_gets_a_device_key_and_keeps_the_others() -> None:
     json.loads(json.dumps(bench))
 
 
-def test_the_host_remakes_the_checks_from_the_runs() -> None:
+def test_the_host_makes_the_checks_from_the_runs() -> None:
     """The output above says nothing about checks; the host finds all 15."""
     checks_ = build()["device"]["checks"]
     assert len(checks_) == 15 and all(c["ok"] for c in checks_)
@@ -121,10 +120,11 @@ def test_the_host_remakes_the_checks_from_the_runs() -> None:
     (lambda d: d["variants"]["b"]["path"].update(registrations=63), "registrations"),
     (lambda d: d["variants"]["c"]["path"]["errors"].update(KVM_IOEVENTFD=["EINVAL"]), "EINVAL"),
     (lambda d: d["variants"].pop("a"), "variant(s) a not run"),
-    (lambda d: d["problems"].append("(a) round 1: the guest ended early"), "ended early"),
+    (lambda d: d["variants"]["a"]["runs"][1]["problems"].append("the guest ended early"),
+     "(a) round 1: the guest ended early"),
 ])
 def test_a_failed_device_check_fails_the_run(spoil: Any, says: str) -> None:
-    """Even when the output's own ``ok`` and ``problems`` say all is well."""
+    """The output says nothing about checks: the host's verdict finds each."""
     dev = make_device()
     spoil(dev)
     with pytest.raises(checks.CountMismatch) as e:
@@ -132,10 +132,34 @@ def test_a_failed_device_check_fails_the_run(spoil: Any, says: str) -> None:
     assert says in str(e.value) and "device" in str(e.value)
 
 
-def test_another_schema_is_refused() -> None:
+def test_one_verify_reports_a_broken_mode_array_and_device_each_once() -> None:
+    """The run's one verdict covers the three, and the host reports exactly
+    it: each breach once, nothing from anywhere else."""
+    raw = make_raw()
+    raw["device"] = make_device()
+    next(t for t in raw["runs"] if t["mode"] == "iofd-pio" and t["trial"] == 3)["doorbell"] = 0
+    raw["array"]["repeats"][1]["iofd"].update(accepted=0, refused="EEXIST")
+    raw["device"]["variants"]["b"]["path"]["registrations"] = 63
+    verdict = checks.verify(raw)
+    assert verdict.problems == [
+        "iofd-pio trial 3: doorbell = 0, must be 1000",
+        "array repeat 1: KVM_IOFD over the array refused with 'EEXIST', must be accepted",
+        "device: (b) path: shadow-ioeventfd: 63 registrations found, 64 expected",
+        "device: check failed: (b) registrations: 63, expected 64",
+    ]
+    assert [(r["mode"], r["check"]) for r in verdict.rows if not r["ok"]] == [("iofd-pio", "doorbell")]
+    assert [(c["variant"], c["name"]) for c in verdict.device if not c["ok"]] == [("b", "registrations")]
+    with pytest.raises(checks.CountMismatch) as e:
+        report.build(raw, ENV)
+    assert e.value.problems == verdict.problems
+
+
+@pytest.mark.parametrize("schema", [1, 3])
+def test_another_schema_is_refused(schema: int) -> None:
+    """1 is the scenario's output from before its verdict moved to the host."""
     dev = make_device()
-    dev["schema"] = 2
-    with pytest.raises(ValueError, match="schema 2"):
+    dev["schema"] = schema
+    with pytest.raises(ValueError, match=f"schema {schema}"):
         build(dev)
 
 
@@ -262,4 +286,4 @@ def test_render_writes_the_device_into_every_output(tmp_path: Path) -> None:
     bench = report.render(raw, ENV, tmp_path)
     assert json.loads((tmp_path / "bench.json").read_text())["device"] == bench["device"]
     assert "## Doorbell bank" in (tmp_path / "bench.md").read_text()
-    assert summary.device(None) is None
+    assert summary.device(None, []) is None

@@ -98,10 +98,10 @@ def make_raw(medians: dict[str, float] = GOOD, n: int = N, trials: int = T,
     runs = [trial(name, t, medians[name] + SPREAD[t % len(SPREAD)], n)
             for t, order in enumerate(rounds) for name in order]
     paths = {name: path_by_hand(name) for name in medians if path_by_hand(name)}
-    return {"raw_schema": 3, "kernel": "6.12.117-iofd-deadbeef", "guest_cpu": "QEMU TCG",
+    return {"raw_schema": 4, "kernel": "6.12.117-iofd-deadbeef", "guest_cpu": "QEMU TCG",
             "vcpus": 1, "iterations": n, "trials": trials, "access_size": 1,
             "modes": list(medians), "rounds": rounds, "runs": runs, "paths": paths,
-            "array": array_by_hand() if array else None, "problems": []}
+            "array": array_by_hand() if array else None, "warmup_problems": []}
 
 
 def by_rule(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -366,6 +366,17 @@ def test_the_guest_must_count_n_iterations(done_value: int | None) -> None:
         f"kernel-pio trial 1: the guest counted {counted!r} iterations, must be {N}"]
 
 
+def test_a_warm_up_the_runner_stopped_at_fails_the_run() -> None:
+    """The runner checks the warm-ups itself (only it sees them), records
+    what was off and runs no trial; the verdict reports that, and no
+    missing trial it did not run on purpose."""
+    raw = make_raw()
+    raw.update(rounds=[], runs=[], warmup_problems=["cpuid trial -1: kvm_runs = 2, must be 1"])
+    with pytest.raises(checks.CountMismatch) as exc:
+        report.build(raw, ENV)
+    assert exc.value.problems == ["warm-up: cpuid trial -1: kvm_runs = 2, must be 1"]
+
+
 def test_guest_iterations_undo_the_count_down() -> None:
     assert modes.guest_iterations(-5000 % (1 << 32)) == 5000
     assert modes.guest_iterations(0) == 0
@@ -416,9 +427,9 @@ def test_a_path_proof_that_fails_fails_the_run(mode: str, proof: dict | None, pr
     with pytest.raises(checks.CountMismatch) as exc:
         report.build(raw, ENV)
     assert problem in exc.value.problems
-    rows = {(r["mode"], r["check"]): r for r in checks.rows(raw)}
+    rows = {(r["mode"], r["check"]): r for r in checks.verify(raw).rows}
     assert rows[(mode, "path")]["ok"] is False
-    assert [r for r in checks.rows(raw) if not r["ok"]] == [rows[(mode, "path")]]
+    assert [r for r in checks.verify(raw).rows if not r["ok"]] == [rows[(mode, "path")]]
 
 
 def test_paths_are_proved_for_eventfd_modes_only() -> None:
@@ -437,12 +448,12 @@ def test_paths_are_proved_for_eventfd_modes_only() -> None:
         "own_deassign": "ok", "others_signalled": 0, "others_deassigned": 100}
     raw = make_raw()
     raw["paths"]["kernel-pio"] = {"registered_with": "KVM_IOFD"}
-    assert "kernel-pio: a path proof for a mode with no registration" in checks.raw_problems(raw)
+    assert "kernel-pio: a path proof for a mode with no registration" in checks.verify(raw).problems
 
 
 def test_checks_table_lists_every_check_with_its_measurement() -> None:
     raw = make_raw()
-    rows = {(r["mode"], r["check"]): r for r in checks.rows(raw)}
+    rows = {(r["mode"], r["check"]): r for r in checks.verify(raw).rows}
     assert set(rows) == {(n, c) for n in GOOD for c in ("exits", "doorbell", "iterations")} | {
         (n, "buffer") for n in ("iofd-buffer-mmio", "iofd-buffer-pio")} | {
         (n, "status") for n in ("hc", "hc-floor")} | {
@@ -458,14 +469,15 @@ def test_checks_table_lists_every_check_with_its_measurement() -> None:
     assert rows[("iofd-pio", "path")]["measured"] == "KVM_IOFD ok, KVM_IOEVENTFD ENOENT"
     bad = copy.deepcopy(raw)
     next(t for t in bad["runs"] if t["mode"] == "cpuid" and t["trial"] == 2)["done_value"] = 7
-    row = next(r for r in checks.rows(bad) if (r["mode"], r["check"]) == ("cpuid", "iterations"))
+    row = next(r for r in checks.verify(bad).rows if (r["mode"], r["check"]) == ("cpuid", "iterations"))
     assert row["ok"] is False and row["measured"] == f"{N} x4, {(1 << 32) - 7} x1"
 
 
-def test_check_raw_is_quiet_on_exact_data() -> None:
+def test_verify_is_quiet_on_exact_data() -> None:
     raw = make_raw()
-    checks.check_raw(copy.deepcopy(raw))
-    assert checks.raw_problems(raw) == []
+    verdict = checks.verify(copy.deepcopy(raw))
+    assert verdict.problems == [] and all(r["ok"] for r in verdict.rows)
+    assert verdict.device == []  # no scenario in this record
 
 
 # --- the outputs ---------------------------------------------------------------------
@@ -539,7 +551,7 @@ def test_a_failed_check_reads_failed_with_what_it_had_to_be() -> None:
     say what failed if it is ever shown for bad data."""
     raw = make_raw()
     next(t for t in raw["runs"] if t["mode"] == "iofd-mmio" and t["trial"] == 0)["doorbell"] = N - 2
-    table = report.checks_table(checks.rows(raw))
+    table = report.checks_table(checks.verify(raw).rows)
     row = next(line for line in table.splitlines() if line.startswith("| iofd-mmio |"))
     assert f"| {N} x4, {N - 2} x1 (must be {N}) |" in row and row.endswith("| **FAILED** |")
     assert all(line.endswith("| ok |") for line in table.splitlines()[2:]
@@ -592,7 +604,7 @@ def test_the_rules_give_the_counts_written_by_hand(name: str, n: int, runs: int,
 
 
 def test_the_hand_written_fixture_passes_the_checks() -> None:
-    assert checks.raw_problems(make_raw()) == []
+    assert checks.verify(make_raw()).problems == []
 
 
 # --- the hypercall modes ----------------------------------------------------------------
@@ -664,7 +676,7 @@ def test_a_slow_hypercall_is_no_miss() -> None:
 def test_hc_must_deassign_with_kvm_hyperv_eventfd(proof: dict, problem: str) -> None:
     raw = make_raw()
     raw["paths"]["hc"] = proof
-    assert checks.raw_problems(raw) == [problem]
+    assert checks.verify(raw).problems == [problem]
 
 
 # --- the scale rows ---------------------------------------------------------------------
@@ -677,7 +689,7 @@ def test_hc_must_deassign_with_kvm_hyperv_eventfd(proof: dict, problem: str) -> 
 def test_a_scale_row_whose_neighbours_are_not_all_there_fails(change: dict, problem: str) -> None:
     raw = make_raw()
     raw["paths"]["iofd-mmio+990"] = {**raw["paths"]["iofd-mmio+990"], **change}
-    assert checks.raw_problems(raw) == [problem]
+    assert checks.verify(raw).problems == [problem]
 
 
 def test_scale_targets_pair_each_row_with_its_zero_row_per_round() -> None:

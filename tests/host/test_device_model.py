@@ -1,7 +1,8 @@
 """The doorbell-bank scenario's pure logic, no VM needed: the write pattern,
 the guest programs (objdump and a toy run of their listing), the consumer's
-bookkeeping, every check fed both good and broken observations, the
-paired-ratio targets, and the CLI's --help."""
+bookkeeping, every check (payload.device.checks) fed both good and broken
+observations, the paired-ratio targets (harness.bench.targets), and the
+CLI's --help."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.bench import targets
 from payload import stats
-from payload.device import model, runner
+from payload.device import checks, model, runner
 from payload.device.model import Consumer, DeviceRecord
 from payload.guest import memmap, queues
 from payload.guest.programs import Program
@@ -170,14 +172,14 @@ def test_consumer_wants_every_queue() -> None:
 # --- the checks, good and broken ----------------------------------------------------------
 def test_a_clean_device_passes_every_check() -> None:
     record = consumed_cleanly(PATTERN)
-    assert model.device_problems(record, PATTERN) == []
+    assert checks.device_problems(record, PATTERN) == []
     assert record.consumer.consumed == model.last_tails(PATTERN)
 
 
 def test_a_lost_last_write_is_caught() -> None:
     record = consumed_cleanly(PATTERN[:-1])  # the device never saw the last write
     record.signals += 1  # even if the eventfd had counted it
-    problems = model.device_problems(record, PATTERN)
+    problems = checks.device_problems(record, PATTERN)
     q, t = PATTERN[-1]
     assert any(f"queue {q}: consumed up to" in p and f"last write was {t}" in p for p in problems)
     assert any("the drain loaded tails other than" in p for p in problems)
@@ -190,7 +192,7 @@ def test_a_regression_is_caught() -> None:
     stale = list(record.final)
     stale[q] = 1
     record.consumer.observe(stale)
-    assert any("below the consumed" in p for p in model.consumer_problems(record.consumer, PATTERN))
+    assert any("below the consumed" in p for p in checks.consumer_problems(record.consumer, PATTERN))
 
 
 def test_a_made_up_tail_is_caught() -> None:
@@ -201,25 +203,25 @@ def test_a_made_up_tail_is_caught() -> None:
     torn[q] = last[q] - 1  # a value between two writes, as a torn load could give
     c.observe(torn)
     c.observe(last)
-    problems = model.consumer_problems(c, PATTERN)
+    problems = checks.consumer_problems(c, PATTERN)
     assert problems == [f"queue {q}: consumed up to {last[q] - 1}, which the guest never wrote to it"]
 
 
 def test_ordering_rule() -> None:
     pattern = [(0, 1), (1, 1), (0, 2)]
-    assert model.ordering_problems([(2, [1, 1]), (3, [2, 1])], pattern, queues=2) == []
-    assert model.ordering_problems([(1, [2, 1])], pattern, queues=2) == []  # later is fine
-    late = model.ordering_problems([(3, [1, 1])], pattern, queues=2)
+    assert checks.ordering_problems([(2, [1, 1]), (3, [2, 1])], pattern, queues=2) == []
+    assert checks.ordering_problems([(1, [2, 1])], pattern, queues=2) == []  # later is fine
+    late = checks.ordering_problems([(3, [1, 1])], pattern, queues=2)
     assert late == ["after 3 signals queue 0 loaded 1, but an earlier write had stored 2"]
 
 
 def test_signal_and_wakeup_counts_are_checked() -> None:
     record = consumed_cleanly(PATTERN)
     record.signals -= 1
-    assert any("signals for 500" in p for p in model.device_problems(record, PATTERN))
+    assert any("signals for 500" in p for p in checks.device_problems(record, PATTERN))
     record = consumed_cleanly(PATTERN)
     record.wakeups = record.signals + 1
-    assert any("device wakeups" in p for p in model.device_problems(record, PATTERN))
+    assert any("device wakeups" in p for p in checks.device_problems(record, PATTERN))
 
 
 @pytest.mark.parametrize("variant", model.VARIANTS, ids=lambda v: v.name)
@@ -228,12 +230,12 @@ def test_vmm_checks(variant: model.Variant) -> None:
     exits = variant.expected_exits(n)
     db = n if variant.exits_per_write else 0
     good = dict(end="done", done_value=n, exits=exits, doorbell_exits=db, stray_exits=0, kicks=db)
-    assert model.vmm_problems(variant, n, **good) == []
-    assert model.vmm_problems(variant, n, **{**good, "exits": exits + 1})
-    assert model.vmm_problems(variant, n, **{**good, "end": "hlt"})
-    assert model.vmm_problems(variant, n, **{**good, "done_value": n - 1})
-    assert model.vmm_problems(variant, n, **{**good, "stray_exits": 1})
-    assert model.vmm_problems(variant, n, **{**good, "kicks": db + 1})
+    assert checks.vmm_problems(variant, n, **good) == []
+    assert checks.vmm_problems(variant, n, **{**good, "exits": exits + 1})
+    assert checks.vmm_problems(variant, n, **{**good, "end": "hlt"})
+    assert checks.vmm_problems(variant, n, **{**good, "done_value": n - 1})
+    assert checks.vmm_problems(variant, n, **{**good, "stray_exits": 1})
+    assert checks.vmm_problems(variant, n, **{**good, "kicks": db + 1})
 
 
 def test_exit_expectations() -> None:
@@ -249,12 +251,12 @@ def test_path_proof_verdicts() -> None:
     b, c = model.get("b"), model.get("c")
     good_b = {"ioctl": "KVM_IOEVENTFD", "removed": {"KVM_IOFD": 0, "KVM_IOEVENTFD": 64},
               "errors": {"KVM_IOFD": ["ENOENT"], "KVM_IOEVENTFD": []}, "registrations": 64}
-    assert model.path_problems(b, good_b) == []
+    assert checks.path_problems(b, good_b) == []
     swapped = {"ioctl": "KVM_IOFD", "removed": {"KVM_IOEVENTFD": 0, "KVM_IOFD": 1},
                "errors": {"KVM_IOEVENTFD": ["ENOENT"], "KVM_IOFD": ["ENOENT"]}, "registrations": 1}
-    assert model.path_problems(c, swapped) == []
-    assert model.path_problems(b, swapped)  # (b) registered the iofd way: caught
-    assert model.path_problems(b, {**good_b, "errors": {"KVM_IOFD": ["ENOTTY"]}})
+    assert checks.path_problems(c, swapped) == []
+    assert checks.path_problems(b, swapped)  # (b) registered the iofd way: caught
+    assert checks.path_problems(b, {**good_b, "errors": {"KVM_IOFD": ["ENOTTY"]}})
 
 
 # --- statistics and targets ------------------------------------------------------------
@@ -274,12 +276,12 @@ def test_targets_use_paired_ratios_not_medians() -> None:
     # b drifts up over the run, c tracks it at 0.9x: the pairs say 0.9 every round.
     b = {0: 100.0, 1: 200.0, 2: 300.0, 3: 400.0}
     c = {r: 0.9 * v for r, v in b.items()}
-    entry = stats.evaluate(model.TARGETS[0], {"b": b, "c": c})
+    entry = stats.evaluate(targets.DEVICE_TARGETS[0], {"b": b, "c": c})
     assert entry["rule"] == "c / b <= 1.1"
     assert entry["measured"] == pytest.approx(0.9)
     assert entry["iqr"] == [pytest.approx(0.9), pytest.approx(0.9)]
     assert (entry["pairs"], entry["verdict"], entry["ok"]) == (4, stats.PASS, True)
-    missing = stats.evaluate(model.TARGETS[1], {"b": b, "c": c})  # (a) not run
+    missing = stats.evaluate(targets.DEVICE_TARGETS[1], {"b": b, "c": c})  # (a) not run
     assert (missing["verdict"], missing["ok"], missing["measured"]) == (stats.NOT_RUN, None, None)
 
 

@@ -6,6 +6,10 @@ pexpect).  Two checks: every import the payload's source names is the
 standard library, the payload itself, or pytest in its tests; and every
 payload module imports, with no site-packages at all, from the tarball
 ``harness.remote`` ships.
+
+The other way round, the host may import the payload's pure modules (the
+modes, the checks) but never a runner: a bench run's verdict is
+:func:`payload.bench.checks.verify` on what the runners wrote, made once.
 """
 
 from __future__ import annotations
@@ -89,3 +93,37 @@ def test_payload_entry_points_run_without_site_packages(tmp_path: Path, module: 
     r = subprocess.run([sys.executable, "-E", "-s", "-S", "-m", module, *args],
                        cwd=tmp_path / "host", capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def payload_runners() -> set[str]:
+    """The payload's runners: each module ``python -m`` runs (one with a
+    top-level ``main()``, or a package's ``__main__``)."""
+    found = set()
+    for f in PAYLOAD.rglob("*.py"):
+        tree = ast.parse(f.read_text(), str(f))
+        if f.name == "__main__.py" or any(isinstance(n, ast.FunctionDef) and n.name == "main"
+                                          for n in tree.body):
+            found.add(".".join(f.relative_to(paths.REPO).with_suffix("").parts))
+    return found
+
+
+def test_a_bench_run_imports_no_payload_runner_on_the_host() -> None:
+    """Every module of ``make bench``'s host side and of the remote bench,
+    imported in a fresh interpreter: no payload runner comes with them, and
+    the one verdict's modules do."""
+    runners = payload_runners()
+    assert {"payload.bench.runner", "payload.device.runner", "payload.device.__main__"} <= runners
+    walk = [f"harness.bench.{p.stem}" for p in sorted((paths.REPO / "harness" / "bench").glob("*.py"))
+            if p.stem != "__init__"] + ["harness.remote.jobs"]
+    code = ("import importlib, sys\n"
+            "for m in sys.argv[1:]:\n"
+            "    importlib.import_module(m)\n"
+            "print('\\n'.join(sorted(sys.modules)))\n")
+    r = subprocess.run([sys.executable, "-c", code, *walk], cwd=paths.REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stdout.split())
+    assert "harness.bench.host" in loaded and "harness.bench.summary" in loaded
+    assert {"payload.bench.checks", "payload.device.checks"} <= loaded
+    assert loaded & runners == set()
+

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from payload.device import native as device_native
 from payload.guest import programs
 from payload.guest.programs import Access, Program
 from payload.kvm import uapi
 from payload.kvm.vmm import Exit, GuestError, GuestTimeout, RunResult, Vm
+from payload.native import bank as device_native
 from payload.native import build, run_native
 from payload.native.loop import LoopCommon, LoopResult
 

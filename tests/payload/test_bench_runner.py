@@ -44,8 +44,8 @@ def raw() -> dict:
 
 
 def test_every_mode_ran_every_round_with_exact_counts(raw: dict) -> None:
-    assert raw["problems"] == []
-    assert checks.raw_problems(raw) == []
+    assert raw["warmup_problems"] == []
+    assert checks.verify(raw).problems == []
     assert raw["modes"] == list(modes.ALL_NAMES)
     assert "hc" in raw["modes"] and "hc-floor" in raw["modes"] and "iofd-mmio+990" in raw["modes"]
     assert raw["rounds"] == [modes.rotated(list(modes.ALL_NAMES), t) for t in range(T)]
@@ -248,7 +248,7 @@ def test_runner_cli_writes_raw_that_the_checks_accept(tmp_path: Path) -> None:
     raw = json.loads(out.read_text())
     assert raw["kernel"] == os.uname().release
     assert raw["array"]["repeats"][0]["iofd"]["accepted"] == 1
-    assert checks.raw_problems(raw) == []
+    assert checks.verify(raw).problems == []
     assert set(raw["modes"]) == {"iofd-pio", "kernel-pio"}
     assert [t["kvm_runs"] for t in raw["runs"] if t["mode"] == "iofd-pio"] == [1]
     assert [t["doorbell"] for t in raw["runs"] if t["mode"] == "iofd-pio"] == [N]

@@ -1,6 +1,7 @@
-"""Build, load and call bank_loop.c, the scenario's native KVM_RUN loop.
+"""Build, load and call bank_loop.c, the doorbell-bank scenario's native KVM_RUN loop.
 
-Built by :mod:`payload.native.build`, like the benchmark's loop.
+Built by :mod:`payload.native.build` and run by :func:`payload.native.loop.call_loop`,
+like the benchmark's loop (:mod:`payload.native.loop`), beside which it lives.
 """
 
 from __future__ import annotations

@@ -12,15 +12,15 @@
  * the writes and the loop should see nothing but the final DONE_PORT exit;
  * if a doorbell write does reach it there (a broken claim, or an iofd
  * buffer that faulted), it is handled the same way and counted, and the
- * runner's exit check fails the run.
+ * exit check (vmm_problems in payload/device/checks.py) fails the run.
  *
- * Loaded with ctypes by payload/device/native.py.
+ * Loaded with ctypes by payload/native/bank.py.
  */
 #include <unistd.h>
 
 #include "kvm_loop.h"
 
-/* Keep in sync with BankLoopResult in payload/device/native.py. */
+/* Keep in sync with BankLoopResult in payload/native/bank.py. */
 struct bank_loop_result {
 	struct loop_common c;
 	uint64_t doorbell_writes; /* MMIO writes into the doorbell array */
