@@ -174,8 +174,8 @@ class KvmSide:
         the overlap checks and the bus limits are per VM and must not see them."""
         assert self.other is not None
         if self.iofd_supported:
-            self.other.iofd(0x8000, 0x8000, self.pool[0][0], buffer=self.hole)
-            self.other.iofd(0x600, 0x200, self.pool[1 % len(self.pool)][0], pio=True)
+            self.other.assign_iofd(0x8000, 0x8000, self.pool[0][0], buffer=self.hole)
+            self.other.assign_iofd(0x600, 0x200, self.pool[1 % len(self.pool)][0], pio=True)
         self.other.ioeventfd(m.DONE_PORT, 0, self.pool[-1][0], pio=True)
 
     def check_environment(self) -> str | None:

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import itertools
 import os
 import random
@@ -62,6 +61,7 @@ from payload.doorbell import Doorbell
 from payload.guest import programs
 from payload.guest.asm import Asm
 from payload.kvm import uapi
+from payload.kvm.call import ioctl
 from payload.kvm.vmm import Vcpu, Vm, unavailable
 from payload.native import build
 from payload.native.loop import LoopResult
@@ -244,7 +244,7 @@ def test_writer_with_disruptors(combo: str, bus: str) -> None:
                 raise
 
     try:
-        vm.iofd(base, RANGE_LEN, shared.efd, pio=pio)
+        vm.assign_iofd(base, RANGE_LEN, shared.efd, pio=pio)
         db.attach(shared.efd)
         program = writer_program(bus)
         vm.load(program)
@@ -255,15 +255,13 @@ def test_writer_with_disruptors(combo: str, bus: str) -> None:
         # --- the disruptors ---
         vm_fd = vm.fd  # a's own copy of the number: d may close it under a
 
-        def iofd(fd: int, flags: int) -> None:
-            pio_flag = uapi.KVM_IOFD_FLAG_PIO if pio else 0
-            args = uapi.KvmIofd(addr=base, len=RANGE_LEN, fd=fd, flags=flags | pio_flag)
-            fcntl.ioctl(vm_fd, uapi.KVM_IOFD, args)
+        def iofd(fd: int, deassign: bool) -> None:
+            ioctl(vm_fd, uapi.KVM_IOFD, uapi.iofd_args(base, RANGE_LEN, fd, pio=pio, deassign=deassign))
 
         def toggle() -> None:
             fd = shared.efd
-            attempt(a_allowed, lambda: iofd(fd, uapi.KVM_IOFD_FLAG_DEASSIGN))
-            attempt(a_allowed, lambda: iofd(fd, 0))
+            attempt(a_allowed, lambda: iofd(fd, True))
+            attempt(a_allowed, lambda: iofd(fd, False))
 
         def close_eventfd() -> None:
             old, shared.efd = shared.efd, os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -359,7 +357,7 @@ def test_two_vcpus_and_a_toggler_count_every_write_once() -> None:
     shared = Shared(efd=efd)
     threads: list[threading.Thread] = []
     try:
-        vm.iofd(base, RANGE_LEN, efd, pio=pio)
+        vm.assign_iofd(base, RANGE_LEN, efd, pio=pio)
         db.attach(efd)
         program = writer_program("pio")
         vm.load(program)
@@ -368,8 +366,8 @@ def test_two_vcpus_and_a_toggler_count_every_write_once() -> None:
         threads = [_vcpu_thread(v, r, SECONDS + 3 * JOIN_S) for v, r in zip(vcpus, results, strict=True)]
 
         def toggle() -> None:
-            vm.iofd(base, RANGE_LEN, efd, pio=pio, deassign=True)
-            vm.iofd(base, RANGE_LEN, efd, pio=pio)
+            vm.deassign_iofd(base, RANGE_LEN, efd, pio=pio)
+            vm.assign_iofd(base, RANGE_LEN, efd, pio=pio)
 
         toggler = threading.Thread(target=_guarded(shared, "a", toggle), daemon=True)
         for t in threads:
@@ -422,14 +420,11 @@ def test_concurrent_assign_deassign_keeps_the_books() -> None:
             held: set[tuple[str, bool, int, int]] = set()
 
             def call(kind: str, pio: bool, addr: int, length: int, deassign: bool) -> int:
-                try:
-                    if kind == "iofd":
-                        vm.iofd(addr, length, efds[i], pio=pio, deassign=deassign)
-                    else:
-                        vm.ioeventfd(addr, length, efds[i], pio=pio, deassign=deassign)
-                except OSError as exc:
-                    return exc.errno or -1
-                return 0
+                if kind == "iofd":
+                    args = uapi.iofd_args(addr, length, efds[i], pio=pio, deassign=deassign)
+                    return vm.try_ioctl(uapi.KVM_IOFD, args)
+                args = uapi.ioeventfd_args(addr, length, efds[i], pio=pio, deassign=deassign)
+                return vm.try_ioctl(uapi.KVM_IOEVENTFD, args)
 
             def run() -> None:
                 try:
@@ -475,14 +470,14 @@ def test_concurrent_assign_deassign_keeps_the_books() -> None:
         print(f"{sum(done)} assign/deassign calls by {n_threads} threads")
         # Nothing is left: the whole region is free on both buses ...
         for pio in (False, True):
-            vm.iofd(0x400, 0x100, efds[0], pio=pio)
-            vm.iofd(0x400, 0x100, efds[0], pio=pio, deassign=True)
+            vm.assign_iofd(0x400, 0x100, efds[0], pio=pio)
+            vm.deassign_iofd(0x400, 0x100, efds[0], pio=pio)
         # ... and each bus's device count is back to zero: exactly BUS_LIMIT fit.
         for pio, base in ((False, 0x100000), (True, 0x1000)):
             fitted = 0
             for k in range(BUS_LIMIT + 1):
                 try:
-                    vm.iofd(base + k, 1, efds[0], pio=pio)
+                    vm.assign_iofd(base + k, 1, efds[0], pio=pio)
                 except OSError as exc:
                     assert exc.errno == errno.ENOSPC, f"{'pio' if pio else 'mmio'} iofd #{k}: {exc}"
                     break
