@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from payload.guest.asm import ACCUMULATOR, Asm
+from payload.guest.asm import ACCUMULATOR, Asm, format_listing
 from payload.guest.memmap import (  # noqa: F401  (re-exported)
     DONE_PORT,
     ELCR_PORT,
@@ -61,9 +61,7 @@ class Program:
 
     def listing_text(self) -> str:
         """Human-readable disassembly of the emitted instructions."""
-        return "\n".join(
-            f"{addr:#06x}  {code.hex(' '):<24} {text}" for addr, code, text in self.listing
-        )
+        return format_listing(self.listing)
 
 
 @dataclass(frozen=True)
