@@ -72,7 +72,7 @@ class Trial:
     """Signals the doorbell did not consume (must be 0: it reads them in the wake)."""
     end: str
     done_value: int
-    """EAX at DONE: the guest's own iteration count (see :func:`modes.guest_iterations`)."""
+    """EAX at DONE: the guest's own iteration count (see :meth:`modes.Mode.guest_count`)."""
     buffer: str | None
     """The buffer's bytes after the trial, in hex; None for a mode without one."""
     status: int | None
