@@ -16,13 +16,13 @@ Nothing here runs the guest: the cost is the VMM's setup, not a doorbell's.
 
 from __future__ import annotations
 
-import errno
 import os
 import resource
 import time
 from contextlib import ExitStack
 from typing import Any
 
+from payload.kvm.libc import errno_name
 from payload.kvm.vmm import Vm
 
 DOORBELLS = 1024
@@ -35,10 +35,6 @@ REPEATS = 3
 report shows the median of a few."""
 SPARE_FDS = 64
 """Descriptors the process needs besides the array's eventfds."""
-
-
-def _errno_name(e: OSError) -> str:
-    return errno.errorcode.get(e.errno or 0, str(e.errno))
 
 
 def _fd_room(needed: int) -> bool:
@@ -63,7 +59,7 @@ def _register(vm: Vm, count: int, fds: list[int]) -> tuple[int, str | None, int]
         try:
             vm.ioeventfd(ARRAY_ADDR + DOORBELL_BYTES * i, DOORBELL_BYTES, fds[i % len(fds)])
         except OSError as e:
-            refused = _errno_name(e)
+            refused = errno_name(e.errno)
             break
         accepted += 1
     return accepted, refused, time.perf_counter_ns() - t0
@@ -82,13 +78,13 @@ def _iofd(vm: Vm, fd: int) -> dict[str, Any]:
     length = DOORBELLS * DOORBELL_BYTES
     t0 = time.perf_counter_ns()
     try:
-        vm.iofd(ARRAY_ADDR, length, fd)
+        vm.assign_iofd(ARRAY_ADDR, length, fd)
     except OSError as e:
-        return {"accepted": 0, "refused": _errno_name(e),
+        return {"accepted": 0, "refused": errno_name(e.errno),
                 "register_ns": time.perf_counter_ns() - t0, "deassign_ns": None}
     register_ns = time.perf_counter_ns() - t0
     t0 = time.perf_counter_ns()
-    vm.iofd(ARRAY_ADDR, length, fd, deassign=True)
+    vm.deassign_iofd(ARRAY_ADDR, length, fd)
     return {"accepted": 1, "refused": None, "register_ns": register_ns,
             "deassign_ns": time.perf_counter_ns() - t0}
 

@@ -13,7 +13,7 @@ DONE), and every write loop makes its last write with :data:`LAST_WRITE`
 instead of :data:`WRITE_VALUE`: the buffer modes must end a trial with that
 byte in their buffer, and the other write modes run the same program so
 that a buffer mode differs from its plain twin only in the registration.
-The hypercall loops (``hc``, ``hc-floor``) count up in EDI instead and also
+The hypercall loops (``hc``, ``hc-floor``) count the same way and also
 leave the last hypercall's status in guest memory, which must be the one
 their path answers.
 
@@ -104,7 +104,7 @@ class Mode:
 
     @property
     def hypercall(self) -> bool:
-        """The guest loop is a hypercall loop (protected mode, counts up)."""
+        """The guest loop is a hypercall loop (protected mode)."""
         return self.path in ("hyperv", "hypercall")
 
     @property
@@ -116,8 +116,9 @@ class Mode:
                 "hypercall": -KVM_ENOSYS % (1 << 32)}.get(self.path)
 
     def guest_count(self, done_value: int) -> int:
-        """The iterations the guest counted, from its DONE value."""
-        return done_value if self.hypercall else guest_iterations(done_value)
+        """The iterations the guest counted, from its DONE value: every
+        loop counts up from 0 in EDI and reports it at DONE."""
+        return done_value
 
     @property
     def registration(self) -> str | None:
@@ -234,15 +235,6 @@ def get(name: str) -> Mode:
         return BY_NAME[name]
     except KeyError:
         raise ValueError(f"unknown mode {name!r}; modes are {', '.join(ALL_NAMES)}") from None
-
-
-def guest_iterations(done_value: int) -> int:
-    """The loop count a bench program reports at DONE.
-
-    The guest counts down from 0 in EDI (the emitter has DEC, not INC), so
-    after ``n`` iterations EDI is -n modulo 2**32; this undoes that.
-    """
-    return -done_value % (1 << 32)
 
 
 def hot_address(mode: Mode) -> int:

@@ -21,7 +21,6 @@ hypercall reaches KVM's own handler and is refused there.
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +42,10 @@ from payload.doorbell import DOORBELL_RING, Doorbell
 from payload.guest import hypercall, programs
 from payload.guest.memmap import STATUS_ADDR
 from payload.guest.programs import ELCR_PORT, Program
+from payload.kvm import uapi
 from payload.kvm.buffer import RegisterBuffer
+from payload.kvm.call import IoctlArg
+from payload.kvm.libc import errno_name
 from payload.kvm.vmm import Vcpu, Vm
 from payload.native import run_native
 
@@ -70,7 +72,7 @@ class Trial:
     """Signals the doorbell did not consume (must be 0: it reads them in the wake)."""
     end: str
     done_value: int
-    """EAX at DONE: the guest's own iteration count (see :func:`modes.guest_iterations`)."""
+    """EAX at DONE: the guest's own iteration count (see :meth:`modes.Mode.guest_count`)."""
     buffer: str | None
     """The buffer's bytes after the trial, in hex; None for a mode without one."""
     status: int | None
@@ -98,13 +100,6 @@ def program(mode: Mode, n: int, vendor: str | None = None) -> Program:
 def timeout_for(n: int) -> float:
     """Generous per-run limit: a write costs ~30-60 us under TCG, 1 ms is a hang."""
     return max(30.0, n * 1e-3)
-
-
-def _errno_name(e: OSError | None) -> str:
-    """``"ok"`` for success, else the errno's symbolic name (``ENOENT``)."""
-    if e is None:
-        return "ok"
-    return errno.errorcode.get(e.errno or 0, str(e.errno))
 
 
 class Rig:
@@ -156,7 +151,8 @@ class Rig:
 
     def _neighbour(self, addr: int, pio: bool, deassign: bool = False) -> None:
         if self.mode.registration == "KVM_IOFD":
-            self.vm.iofd(addr, NEIGHBOUR_LEN, self.neighbour_fd, pio=pio, deassign=deassign)
+            iofd = self.vm.deassign_iofd if deassign else self.vm.assign_iofd
+            iofd(addr, NEIGHBOUR_LEN, self.neighbour_fd, pio=pio)
         else:
             self.vm.ioeventfd(addr, NEIGHBOUR_LEN, self.neighbour_fd, pio=pio, deassign=deassign)
 
@@ -170,33 +166,33 @@ class Rig:
             return
         addr, pio = self._addr
         if self.mode.registration == "KVM_IOFD":
-            self.vm.iofd(addr, IOFD_RANGE_LEN, self.efd, pio=pio, buffer=self._buffer_address())
+            self.vm.assign_iofd(addr, IOFD_RANGE_LEN, self.efd, pio=pio, buffer=self._buffer_address())
         else:  # upstream wildcard: any value, exact address (and length, unless 0)
             self.vm.ioeventfd(addr, self.mode.ioeventfd_len, self.efd, pio=pio)
 
-    def _deassign_as(self, kind: str) -> OSError | None:
-        """Deassign the registration's own parameters through ``kind``'s ioctl.
+    def _deassign_request(self, kind: str) -> tuple[int, IoctlArg]:
+        """``kind``'s deassign of the registration's own parameters.
 
         KVM_IOFD cannot name a zero length (EINVAL before any lookup), so for
         the len=0 ioeventfd it asks for the guest's access size instead: the
         lookup then fails or succeeds on the kind alone.
         """
         addr, pio = self._addr
-        try:
-            if kind == "KVM_HYPERV_EVENTFD":
-                self.vm.hyperv_eventfd(HC_CONN_ID, self.efd, deassign=True)
-            elif kind == "KVM_IOFD":
-                length = IOFD_RANGE_LEN if self.mode.registration == "KVM_IOFD" else (
-                    self.mode.ioeventfd_len or ACCESS_SIZE)
-                self.vm.iofd(addr, length, self.efd, pio=pio, deassign=True,
-                             buffer=self._buffer_address())
-            else:
-                length = self.mode.ioeventfd_len if self.mode.registration == "KVM_IOEVENTFD" \
-                    else IOFD_RANGE_LEN
-                self.vm.ioeventfd(addr, length, self.efd, pio=pio, deassign=True)
-        except OSError as e:
-            return e
-        return None
+        if kind == "KVM_HYPERV_EVENTFD":
+            return uapi.KVM_HYPERV_EVENTFD, uapi.hyperv_eventfd_args(HC_CONN_ID, self.efd, deassign=True)
+        if kind == "KVM_IOFD":
+            length = IOFD_RANGE_LEN if self.mode.registration == "KVM_IOFD" else (
+                self.mode.ioeventfd_len or ACCESS_SIZE)
+            return uapi.KVM_IOFD, uapi.iofd_args(addr, length, self.efd, pio=pio, deassign=True,
+                                                 buffer=self._buffer_address())
+        length = self.mode.ioeventfd_len if self.mode.registration == "KVM_IOEVENTFD" \
+            else IOFD_RANGE_LEN
+        return uapi.KVM_IOEVENTFD, uapi.ioeventfd_args(addr, length, self.efd, pio=pio, deassign=True)
+
+    def _deassign_as(self, kind: str) -> int:
+        """Deassign through ``kind``'s ioctl: the errno, 0 if it found the
+        registration (and removed it)."""
+        return self.vm.try_ioctl(*self._deassign_request(kind))
 
     def prove_path(self) -> dict[str, Any] | None:
         """After the trials: deassign with the other ioctl (must fail with
@@ -215,8 +211,8 @@ class Rig:
             return None
         proof: dict[str, Any] = {"registered_with": own}
         if other is not None:
-            proof.update(other=other, other_deassign=_errno_name(self._deassign_as(other)))
-        proof["own_deassign"] = _errno_name(self._deassign_as(own))
+            proof.update(other=other, other_deassign=errno_name(self._deassign_as(other)))
+        proof["own_deassign"] = errno_name(self._deassign_as(own))
         if self.mode.others:
             proof.update(others_signalled=self._drain(self.neighbour_fd),
                          others_deassigned=self._deassign_neighbours())

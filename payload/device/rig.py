@@ -23,8 +23,6 @@ write either way.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 import select
 from collections.abc import Sequence
@@ -34,6 +32,7 @@ from payload.device import checks, model
 from payload.device.thread import DeviceThread
 from payload.guest import queues
 from payload.kvm.buffer import RegisterBuffer
+from payload.kvm.libc import errno_name
 from payload.kvm.vmm import Vm
 from payload.native.bank import BankRun, run_bank
 
@@ -41,18 +40,10 @@ RUN_TIMEOUT_S = 60.0
 """Per-run limit: ~0.1 ms per write under TCG, so 4000 writes take < 1 s."""
 
 
-def _errno_name(e: OSError | None) -> str:
-    return "ok" if e is None else errno.errorcode.get(e.errno or 0, str(e.errno))
-
-
 def guest_ram_address(vm: Vm) -> int:
-    """The user address of guest physical 0.  The ctypes view that finds
-    it is dropped at once: a live export would keep ``Vm.close`` from
-    closing the mmap."""
-    anchor = ctypes.c_char.from_buffer(vm.mem)  # type: ignore[arg-type]
-    address = ctypes.addressof(anchor)
-    del anchor
-    return address
+    """The user address of guest physical 0, where the shadow array's tails
+    are read in place."""
+    return vm.ram_address
 
 
 class BankRig:
@@ -85,7 +76,7 @@ class BankRig:
                 self.vm.ioeventfd(queues.doorbell(q), queues.DOORBELL_STRIDE, self.efd)
         elif self.variant.ioctl == "KVM_IOFD":
             assert self.regs is not None
-            self.vm.iofd(queues.DOORBELL_BASE, queues.BANK_LEN, self.efd, buffer=self.regs.address)
+            self.vm.assign_iofd(queues.DOORBELL_BASE, queues.BANK_LEN, self.efd, buffer=self.regs.address)
 
     def _reset(self) -> int:
         """Zero every tail and the vCPU; returns signals left on the eventfd
@@ -150,8 +141,7 @@ class BankRig:
         """Deassign through ``ioctl``: the whole array for KVM_IOFD, one
         doorbell per queue in ``queue_range`` for KVM_IOEVENTFD."""
         results: list[OSError | None] = []
-        calls = ([lambda: self.vm.iofd(queues.DOORBELL_BASE, queues.BANK_LEN, self.efd,
-                                       deassign=True)]
+        calls = ([lambda: self.vm.deassign_iofd(queues.DOORBELL_BASE, queues.BANK_LEN, self.efd)]
                  if ioctl == "KVM_IOFD" else
                  [lambda q=q: self.vm.ioeventfd(queues.doorbell(q), queues.DOORBELL_STRIDE,
                                                 self.efd, deassign=True) for q in queue_range])
@@ -182,7 +172,7 @@ class BankRig:
             if ioctl == "KVM_IOFD" and ioctl == own:
                 results += self._deassign(ioctl, everything)  # a second iofd would show here
             found[ioctl] = sum(e is None for e in results)
-            errors[ioctl] = sorted({_errno_name(e) for e in results if e is not None})
+            errors[ioctl] = sorted({errno_name(e.errno) for e in results if e is not None})
         return {"ioctl": own, "removed": found, "errors": errors,
                 "registrations": found.get(own, 0) if own else sum(found.values())}
 

@@ -29,7 +29,6 @@ position against the iofds, page-crossing).
 from __future__ import annotations
 
 import collections
-import errno
 import os
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from payload.fuzz import model as m
 from payload.fuzz.generate import Generator
 from payload.fuzz.kvm_side import READ_VALUE, KvmSide, ProbeResult
 from payload.fuzz.model import Case, Model, ProbeExpect
+from payload.kvm.libc import errno_name
 
 SLOTS = 4
 """Eventfds in the pool."""
@@ -129,10 +129,6 @@ class Stats:
 
 def new_seed() -> int:
     return int.from_bytes(os.urandom(4), "little")
-
-
-def errno_name(code: int) -> str:
-    return "ok" if code == 0 else errno.errorcode.get(code, str(code))
 
 
 def _buffer_diff(slot: int, got: bytes | None, want: bytes) -> str:

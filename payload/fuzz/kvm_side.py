@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import mmap
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from payload.fuzz import model as m
@@ -26,6 +24,7 @@ from payload.fuzz.program import probe_program, stage
 from payload.guest import programs
 from payload.kvm import uapi
 from payload.kvm.buffer import RegisterBuffer
+from payload.kvm.call import IoctlArg
 from payload.kvm.ioctl import IOW
 from payload.kvm.libc import libc as _libc
 from payload.kvm.libc import mapped
@@ -41,6 +40,8 @@ it (Linux hands out the lowest free number)."""
 PROT_NONE = 0  # not in the mmap module before Python 3.13
 MAP_NORESERVE = 0x4000
 MAP_FIXED_NOREPLACE = 0x100000
+BADSIZE_ROOM = 64
+"""Bytes behind a BADSIZE case's pointer: the largest size it encodes."""
 
 
 def _mmap(addr: int | None, length: int, prot: int, flags: int) -> int | None:
@@ -65,14 +66,6 @@ def mapped_ranges() -> list[tuple[int, int]]:
     with open("/proc/self/maps", encoding="ascii") as maps:
         spans = (line.split(None, 1)[0].split("-") for line in maps)
         return [(int(lo, 16), int(hi, 16)) for lo, hi in spans]
-
-
-def _errno_of(fn: Callable[[], object]) -> int:
-    try:
-        fn()
-    except OSError as exc:
-        return exc.errno or -1
-    return 0
 
 
 @dataclass
@@ -174,8 +167,8 @@ class KvmSide:
         the overlap checks and the bus limits are per VM and must not see them."""
         assert self.other is not None
         if self.iofd_supported:
-            self.other.iofd(0x8000, 0x8000, self.pool[0][0], buffer=self.hole)
-            self.other.iofd(0x600, 0x200, self.pool[1 % len(self.pool)][0], pio=True)
+            self.other.assign_iofd(0x8000, 0x8000, self.pool[0][0], buffer=self.hole)
+            self.other.assign_iofd(0x600, 0x200, self.pool[1 % len(self.pool)][0], pio=True)
         self.other.ioeventfd(m.DONE_PORT, 0, self.pool[-1][0], pio=True)
 
     def check_environment(self) -> str | None:
@@ -208,44 +201,48 @@ class KvmSide:
     def ioctl(self, case: Case) -> int:
         """Run an ioctl case; the errno it failed with, or 0."""
         assert self.vm is not None
-        vm_fd = self.vm.fd
+        return self.vm.try_ioctl(*self._request(case))
+
+    def _request(self, case: Case) -> tuple[int, IoctlArg]:
+        """The request number and argument ``case`` sends, as it is, however
+        wrong: the raw form neither checks nor fixes it."""
         if case.op == m.IOFD:
-            iofd_args = uapi.KvmIofd(
-                addr=case.addr,
-                len=case.length,
-                fd=self.fd(case.fd),
-                flags=case.flags,
-                buffer=self.buffer(case.buffer),
-            )
-            if len(case.pad) != len(iofd_args.pad):
-                raise ValueError(f"kvm_iofd.pad is {len(iofd_args.pad)} bytes, the case has {len(case.pad)}")
-            ctypes.memmove(iofd_args.pad, case.pad, len(iofd_args.pad))
-            return _errno_of(lambda: fcntl.ioctl(vm_fd, uapi.KVM_IOFD, iofd_args))
+            return uapi.KVM_IOFD, self._iofd_args(case)
         if case.op == m.IOEVENTFD:
-            ioeventfd_args = uapi.KvmIoeventfd(
+            return uapi.KVM_IOEVENTFD, uapi.KvmIoeventfd(
                 datamatch=case.datamatch,
                 addr=case.addr,
                 len=case.length,
                 fd=self.fd(case.fd),
                 flags=case.flags,
             )
-            return _errno_of(lambda: fcntl.ioctl(vm_fd, uapi.KVM_IOEVENTFD, ioeventfd_args))
         if case.op == m.EFAULT_OP:
-            ret = _libc.ioctl(vm_fd, uapi.KVM_IOFD, 8)  # the zero page is never mapped
-            return ctypes.get_errno() if ret < 0 else 0
-        if case.op == m.BADSIZE:
-            buf = bytearray(64)
-            return _errno_of(lambda: fcntl.ioctl(vm_fd, IOW(uapi.KVMIO, uapi.KVM_IOFD_NR, case.size), buf))
+            return uapi.KVM_IOFD, 8  # an address in the zero page, which is never mapped
+        if case.op == m.BADSIZE:  # room for every size the generator encodes
+            return IOW(uapi.KVMIO, uapi.KVM_IOFD_NR, case.size), (ctypes.c_uint8 * BADSIZE_ROOM)()
         if case.op == m.COALESCED:
             zone = uapi.KvmCoalescedMmioZone(addr=case.addr, size=case.length, pio=int(case.pio))
             number = uapi.KVM_UNREGISTER_COALESCED_MMIO if case.deassign else uapi.KVM_REGISTER_COALESCED_MMIO
-            return _errno_of(lambda: fcntl.ioctl(vm_fd, number, zone))
+            return number, zone
         if case.op == m.IRQCHIP:
-            return _errno_of(lambda: fcntl.ioctl(vm_fd, uapi.KVM_CREATE_IRQCHIP, 0))
+            return uapi.KVM_CREATE_IRQCHIP, 0
         if case.op == m.PIT:
-            config = uapi.KvmPitConfig(flags=case.flags)
-            return _errno_of(lambda: fcntl.ioctl(vm_fd, uapi.KVM_CREATE_PIT2, config))
+            return uapi.KVM_CREATE_PIT2, uapi.KvmPitConfig(flags=case.flags)
         raise ValueError(f"{case.op!r} is not an ioctl case")
+
+    def _iofd_args(self, case: Case) -> uapi.KvmIofd:
+        """``case``'s struct kvm_iofd, its flags and pad as they are."""
+        args = uapi.KvmIofd(
+            addr=case.addr,
+            len=case.length,
+            fd=self.fd(case.fd),
+            flags=case.flags,
+            buffer=self.buffer(case.buffer),
+        )
+        if len(case.pad) != len(args.pad):
+            raise ValueError(f"kvm_iofd.pad is {len(args.pad)} bytes, the case has {len(case.pad)}")
+        ctypes.memmove(args.pad, case.pad, len(args.pad))
+        return args
 
     def protect(self, slot: int, writable: bool) -> None:
         """mprotect a pool buffer under whatever iofds point at it."""

@@ -16,6 +16,7 @@ need CR4.OSFXSR set and CR0.EM clear, which the VMM's ``enable_sse`` does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 OPSIZE = 0x66
@@ -112,6 +113,16 @@ class _Branch:
     label: str
 
 
+Listing = Iterable[tuple[int, bytes, str]]
+"""``(guest address, bytes, mnemonic)`` per instruction (:meth:`Asm.listing`)."""
+
+
+def format_listing(listing: Listing) -> str:
+    """A listing as text, one instruction per line: for an assembler and a
+    finished program alike, so both read the same in a failure message."""
+    return "\n".join(f"{addr:#06x}  {code.hex(' '):<24} {text}" for addr, code, text in listing)
+
+
 class Asm:
     """Emit a real-mode program instruction by instruction.
 
@@ -173,9 +184,7 @@ class Asm:
 
     def listing_text(self) -> str:
         """The listing as text, one instruction per line."""
-        return "\n".join(
-            f"{addr:#06x}  {code.hex(' '):<24} {text}" for addr, code, text in self.listing()
-        )
+        return format_listing(self.listing())
 
     # -- data movement ----------------------------------------------------------
     def mov_imm(self, dst: str, value: int) -> None:

@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from payload.guest.asm import ACCUMULATOR, Asm
+from payload.guest.asm import ACCUMULATOR, Asm, format_listing
 from payload.guest.memmap import (  # noqa: F401  (re-exported)
     DONE_PORT,
     ELCR_PORT,
@@ -61,9 +61,7 @@ class Program:
 
     def listing_text(self) -> str:
         """Human-readable disassembly of the emitted instructions."""
-        return "\n".join(
-            f"{addr:#06x}  {code.hex(' '):<24} {text}" for addr, code, text in self.listing
-        )
+        return format_listing(self.listing)
 
 
 @dataclass(frozen=True)
@@ -310,17 +308,17 @@ def triple_fault() -> Program:
 # --- the benchmark's loops: they count their own iterations -------------------------
 ITERATION_COUNTER = "edi"
 """Register the benchmark loops count in, apart from the loop's own ESI: it
-starts at 0 and each iteration decrements it (the emitter has DEC, not
-INC), so DONE reports -iterations modulo 2**32.  A guest that skipped or
-repeated a loop body would report a different number than the N it was
+starts at 0 and each iteration increments it, so DONE reports the
+iterations themselves, as the hypercall loops' does.  A guest that skipped
+or repeated a loop body would report a different number than the N it was
 built for, which ESI, the loop's own exit condition, cannot show."""
 
 
 def _counted_loop(a: Asm, n: int, body: Callable[[], None]) -> None:
-    """``body`` ``n`` times, each followed by ``dec edi``."""
+    """``body`` ``n`` times, each followed by ``inc edi``."""
     def counted() -> None:
         body()
-        a.dec(ITERATION_COUNTER)
+        a.inc(ITERATION_COUNTER)
 
     _loop(a, n, counted)
 
@@ -328,7 +326,7 @@ def _counted_loop(a: Asm, n: int, body: Callable[[], None]) -> None:
 def bench_write_loop(n: int, bus: str, addr: int, value: int = PATTERN,
                      last: int | None = None, size: int = 1) -> Program:
     """``n`` writes of ``size`` bytes to port or MMIO address ``addr``;
-    DONE reports -n (see :data:`ITERATION_COUNTER`).
+    DONE reports n (see :data:`ITERATION_COUNTER`).
 
     With ``last``, the n-th write writes ``last`` instead of ``value``
     (after a loop of n - 1), so the final value of a register that keeps
@@ -359,7 +357,7 @@ def bench_write_loop(n: int, bus: str, addr: int, value: int = PATTERN,
         _counted_loop(a, n - 1, write)
         a.mov_imm("eax", last & _mask(4))
         write()
-        a.dec(ITERATION_COUNTER)
+        a.inc(ITERATION_COUNTER)
     return finish(a, f"bench_{bus}_write{size}", n, result=ITERATION_COUNTER)
 
 

@@ -75,3 +75,9 @@ def IOW(type_: int, nr: int, size: SizeLike) -> int:
 def IOWR(type_: int, nr: int, size: SizeLike) -> int:
     """``_IOWR``: ``size`` bytes go in and come back out."""
     return _IOC(IOC_READ | IOC_WRITE, type_, nr, size)
+
+
+def IOC_SIZE(request: int) -> int:
+    """``_IOC_SIZE``: the argument size a request number was encoded with,
+    which the checked ioctl compares with the struct it is given."""
+    return (request >> IOC_SIZESHIFT) & ((1 << IOC_SIZEBITS) - 1)

@@ -9,6 +9,7 @@ write-protect pages that KVM still points at.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -34,3 +35,9 @@ def last_error(what: str) -> OSError:
     """An OSError for the errno the last libc call left, naming the call."""
     err = ctypes.get_errno()
     return OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def errno_name(code: int) -> str:
+    """``ENOENT`` for 2, ``ok`` for 0: how reports and proofs spell an
+    outcome, so that a raw record reads the same on every architecture."""
+    return "ok" if code == 0 else errno.errorcode.get(code, str(code))

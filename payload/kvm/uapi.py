@@ -235,11 +235,13 @@ class KvmCpuid2(ctypes.Structure):
     _fields_ = [("nent", c_uint32), ("padding", c_uint32)]
 
 
-def cpuid2(nent: int) -> ctypes.Structure:
-    """A ``struct kvm_cpuid2`` followed by ``nent`` entries."""
+def cpuid2(nent: int) -> KvmCpuid2:
+    """A ``struct kvm_cpuid2`` followed by ``nent`` entries.  It derives from
+    :class:`KvmCpuid2`, as the C caller's pointer is to the header: the
+    checked ioctl accepts it for the request's (header) size."""
 
-    class Cpuid2(ctypes.Structure):
-        _fields_ = [("nent", c_uint32), ("padding", c_uint32), ("entries", KvmCpuidEntry2 * nent)]
+    class Cpuid2(KvmCpuid2):
+        _fields_ = [("entries", KvmCpuidEntry2 * nent)]
 
     return Cpuid2(nent=nent)
 
@@ -256,11 +258,12 @@ class KvmMsrs(ctypes.Structure):
     _fields_ = [("nmsrs", c_uint32), ("pad", c_uint32)]
 
 
-def msrs(values: dict[int, int]) -> ctypes.Structure:
-    """A ``struct kvm_msrs`` holding ``index -> value`` for KVM_SET_MSRS."""
+def msrs(values: dict[int, int]) -> KvmMsrs:
+    """A ``struct kvm_msrs`` holding ``index -> value`` for KVM_SET_MSRS
+    (deriving from :class:`KvmMsrs`, like :func:`cpuid2`)."""
 
-    class Msrs(ctypes.Structure):
-        _fields_ = [("nmsrs", c_uint32), ("pad", c_uint32), ("entries", KvmMsrEntry * len(values))]
+    class Msrs(KvmMsrs):
+        _fields_ = [("entries", KvmMsrEntry * len(values))]
 
     m = Msrs(nmsrs=len(values))
     for i, (index, data) in enumerate(values.items()):
@@ -391,6 +394,73 @@ KVM_SET_SREGS = IOW(KVMIO, 0x84, KvmSregs)
 KVM_SET_MSRS = IOW(KVMIO, 0x89, KvmMsrs)
 KVM_SET_CPUID2 = IOW(KVMIO, 0x90, KvmCpuid2)
 KVM_GET_SUPPORTED_HV_CPUID = IOWR(KVMIO, 0xC1, KvmCpuid2)
+
+IOCTLS: tuple[str, ...] = (
+    "KVM_GET_API_VERSION",
+    "KVM_CREATE_VM",
+    "KVM_CHECK_EXTENSION",
+    "KVM_GET_VCPU_MMAP_SIZE",
+    "KVM_CREATE_VCPU",
+    "KVM_SET_USER_MEMORY_REGION",
+    "KVM_SET_TSS_ADDR",
+    "KVM_CREATE_IRQCHIP",
+    "KVM_REGISTER_COALESCED_MMIO",
+    "KVM_UNREGISTER_COALESCED_MMIO",
+    "KVM_CREATE_PIT2",
+    "KVM_IOEVENTFD",
+    "KVM_IOFD",
+    "KVM_HYPERV_EVENTFD",
+    "KVM_SET_MSRS",
+    "KVM_SET_CPUID2",
+    "KVM_GET_SUPPORTED_HV_CPUID",
+    "KVM_RUN",
+    "KVM_GET_REGS",
+    "KVM_SET_REGS",
+    "KVM_GET_SREGS",
+    "KVM_SET_SREGS",
+)
+"""Every ioctl request above, by name."""
+
+IOCTL_NAMES: dict[int, str] = {globals()[name]: name for name in IOCTLS}
+"""Request number -> name, for errors that say which ioctl failed."""
+
+
+def ioctl_name(request: int) -> str:
+    """``KVM_IOFD`` rather than ``0x4020aedb`` in error messages."""
+    return IOCTL_NAMES.get(request, f"ioctl {request:#x}")
+
+
+# --- arguments ---------------------------------------------------------------------
+def iofd_args(addr: int, length: int, fd: int, *, pio: bool = False, deassign: bool = False,
+              buffer: int | None = None) -> KvmIofd:
+    """A well-formed ``struct kvm_iofd``: signal ``fd`` on guest writes inside
+    [addr, addr+length); with ``buffer`` (a user address of ``length``
+    bytes) KVM_IOFD_FLAG_BUFFER is set and the writes are stored there.
+    A test that must send what the kernel rejects edits the result (pad,
+    flags, buffer) and passes it to ``try_ioctl``."""
+    flags = (
+        (KVM_IOFD_FLAG_PIO if pio else 0)
+        | (KVM_IOFD_FLAG_DEASSIGN if deassign else 0)
+        | (KVM_IOFD_FLAG_BUFFER if buffer is not None else 0)
+    )
+    return KvmIofd(addr=addr, len=length, fd=fd, flags=flags, buffer=buffer or 0)
+
+
+def ioeventfd_args(addr: int, length: int, fd: int, *, pio: bool = False,
+                   datamatch: int | None = None, deassign: bool = False) -> KvmIoeventfd:
+    """A ``struct kvm_ioeventfd``; without ``datamatch`` any value matches."""
+    flags = (
+        (KVM_IOEVENTFD_FLAG_PIO if pio else 0)
+        | (KVM_IOEVENTFD_FLAG_DEASSIGN if deassign else 0)
+        | (KVM_IOEVENTFD_FLAG_DATAMATCH if datamatch is not None else 0)
+    )
+    return KvmIoeventfd(datamatch=datamatch or 0, addr=addr, len=length, fd=fd, flags=flags)
+
+
+def hyperv_eventfd_args(conn_id: int, fd: int, *, deassign: bool = False) -> KvmHypervEventfd:
+    """A ``struct kvm_hyperv_eventfd`` binding (or unbinding) ``conn_id``."""
+    flags = KVM_HYPERV_EVENTFD_DEASSIGN if deassign else 0
+    return KvmHypervEventfd(conn_id=conn_id, fd=fd, flags=flags)
 
 
 # --- layout description for the C probe ---------------------------------------
@@ -525,28 +595,7 @@ _OFFSETS: dict[str, tuple[str, ...]] = {
 _CONSTANTS: tuple[str, ...] = (
     "KVMIO",
     "KVM_API_VERSION",
-    "KVM_GET_API_VERSION",
-    "KVM_CREATE_VM",
-    "KVM_CHECK_EXTENSION",
-    "KVM_GET_VCPU_MMAP_SIZE",
-    "KVM_CREATE_VCPU",
-    "KVM_SET_USER_MEMORY_REGION",
-    "KVM_SET_TSS_ADDR",
-    "KVM_CREATE_IRQCHIP",
-    "KVM_REGISTER_COALESCED_MMIO",
-    "KVM_UNREGISTER_COALESCED_MMIO",
-    "KVM_CREATE_PIT2",
-    "KVM_IOEVENTFD",
-    "KVM_IOFD",
-    "KVM_HYPERV_EVENTFD",
-    "KVM_SET_MSRS",
-    "KVM_SET_CPUID2",
-    "KVM_GET_SUPPORTED_HV_CPUID",
-    "KVM_RUN",
-    "KVM_GET_REGS",
-    "KVM_SET_REGS",
-    "KVM_GET_SREGS",
-    "KVM_SET_SREGS",
+    *IOCTLS,
     "KVM_CAP_IRQCHIP",
     "KVM_CAP_USER_MEMORY",
     "KVM_CAP_SET_TSS_ADDR",

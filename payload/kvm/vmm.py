@@ -6,7 +6,9 @@ it that small keeps the number of KVM_RUN returns per program exact and easy
 to reason about: the tests assert those counts.
 
 Errors: failing syscalls raise :class:`OSError` with the kernel's errno
-(``fcntl.ioctl`` does that already); a guest that misbehaves raises
+and the ioctl's name (the checked form of :mod:`payload.kvm.call`; every
+VM and vCPU also has its raw forms, ``try_ioctl`` and ``raw_ioctl``, for
+calls the kernel must refuse); a guest that misbehaves raises
 :class:`GuestError` naming the exit reason and the guest RIP; one that runs
 past its time limit raises :class:`GuestTimeout`.
 """
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import mmap
 import os
 import signal
@@ -29,8 +30,9 @@ from typing import Protocol
 
 from payload.guest.memmap import DONE_PORT, LOAD_ADDR, RAM_SIZE
 from payload.kvm import uapi
+from payload.kvm.call import IoctlFd, ioctl
+from payload.kvm.libc import last_error, mapped
 from payload.kvm.libc import libc as _libc
-from payload.kvm.libc import mapped
 
 HV_LINUX_GUEST_OS_ID = 0x8100 << 48
 """A guest OS id as Linux guests report it (vendor 0x8100): any nonzero value
@@ -78,9 +80,6 @@ class GuestTimeout(GuestError):
         self.timeout_s = timeout_s
 
 
-_INT_MAX = (1 << 31) - 1
-
-
 def unavailable(cap: int | None = uapi.KVM_CAP_IOFD, cap_name: str = "KVM_CAP_IOFD",
                 kvm_path: str = "/dev/kvm") -> str | None:
     """Why this machine cannot run VMs with ``cap`` (default: the patched
@@ -95,23 +94,6 @@ def unavailable(cap: int | None = uapi.KVM_CAP_IOFD, cap_name: str = "KVM_CAP_IO
     except OSError as exc:
         return f"cannot create a VM: {exc}"
     return None
-
-
-def _ioctl(fd: int, request: int, arg: int | ctypes.Structure = 0) -> int:
-    """ioctl that returns the syscall's int result and raises OSError(errno).
-
-    Passing a ctypes object hands the kernel a pointer to a mutable copy that
-    is written back, so _IOR structs come back filled in.  ``fcntl.ioctl``
-    only takes a C ``int`` by value, so larger unsigned long arguments
-    (KVM_SET_TSS_ADDR's address) go through libc directly.
-    """
-    if isinstance(arg, int) and arg > _INT_MAX:
-        ret = _libc.ioctl(fd, request, arg)
-        if ret < 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-        return ret
-    return fcntl.ioctl(fd, request, arg)  # type: ignore[arg-type]
 
 
 @contextmanager
@@ -172,7 +154,7 @@ class RunResult:
     seconds: float = 0.0
 
 
-class Vm:
+class Vm(IoctlFd):
     """A KVM VM with one anonymous-memory slot at GPA 0."""
 
     def __init__(self, mem_size: int = RAM_SIZE, kvm_path: str = "/dev/kvm") -> None:
@@ -182,11 +164,11 @@ class Vm:
         self._mem_view: ctypes.Array[ctypes.c_char] | None = None
         self.vcpus: list[Vcpu] = []
         try:
-            version = _ioctl(self.kvm_fd, uapi.KVM_GET_API_VERSION)
+            version = ioctl(self.kvm_fd, uapi.KVM_GET_API_VERSION)
             if version != uapi.KVM_API_VERSION:
                 raise RuntimeError(f"KVM API version {version}, expected {uapi.KVM_API_VERSION}")
-            self.fd = _ioctl(self.kvm_fd, uapi.KVM_CREATE_VM, 0)
-            _ioctl(self.fd, uapi.KVM_SET_TSS_ADDR, TSS_ADDR)
+            self.fd = ioctl(self.kvm_fd, uapi.KVM_CREATE_VM, 0)
+            self.ioctl(uapi.KVM_SET_TSS_ADDR, TSS_ADDR)
             self.mem = mmap.mmap(-1, mem_size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             self._mem_view = (ctypes.c_char * mem_size).from_buffer(self.mem)
             region = uapi.KvmUserspaceMemoryRegion(
@@ -194,9 +176,9 @@ class Vm:
                 flags=0,
                 guest_phys_addr=0,
                 memory_size=mem_size,
-                userspace_addr=ctypes.addressof(self._mem_view),
+                userspace_addr=self.ram_address,
             )
-            _ioctl(self.fd, uapi.KVM_SET_USER_MEMORY_REGION, region)
+            self.ioctl(uapi.KVM_SET_USER_MEMORY_REGION, region)
         except BaseException:
             self.close()
             raise
@@ -205,29 +187,29 @@ class Vm:
     # -- capabilities and devices ------------------------------------------------
     def check_extension(self, cap: int) -> int:
         """KVM_CHECK_EXTENSION on the VM fd (per-VM answers, e.g. the coalesced ring's page)."""
-        return _ioctl(self.fd, uapi.KVM_CHECK_EXTENSION, cap)
+        return self.ioctl(uapi.KVM_CHECK_EXTENSION, cap)
 
     def kvm_check_extension(self, cap: int) -> int:
         """KVM_CHECK_EXTENSION on /dev/kvm (system-wide answer)."""
-        return _ioctl(self.kvm_fd, uapi.KVM_CHECK_EXTENSION, cap)
+        return ioctl(self.kvm_fd, uapi.KVM_CHECK_EXTENSION, cap)
 
     def create_irqchip(self) -> None:
         """In-kernel PIC/IOAPIC/LAPIC; afterwards KVM handles HLT and the PIC ports."""
-        _ioctl(self.fd, uapi.KVM_CREATE_IRQCHIP)
+        self.ioctl(uapi.KVM_CREATE_IRQCHIP)
 
     def create_pit2(self, *, speaker_dummy: bool = False) -> None:
         """In-kernel i8254 PIT at ports 0x40-0x43 (KVM_CREATE_PIT2, after
         :meth:`create_irqchip`); ``speaker_dummy`` also claims 0x61-0x64 for
         a dummy PC speaker (KVM_PIT_SPEAKER_DUMMY)."""
         config = uapi.KvmPitConfig(flags=uapi.KVM_PIT_SPEAKER_DUMMY if speaker_dummy else 0)
-        _ioctl(self.fd, uapi.KVM_CREATE_PIT2, config)
+        self.ioctl(uapi.KVM_CREATE_PIT2, config)
 
     def register_coalesced_mmio(self, addr: int, size: int, *, pio: bool = False) -> None:
         """KVM_REGISTER_COALESCED_MMIO: guest writes inside [addr, addr+size)
         (ports with ``pio``) are queued in the ring (:meth:`Vcpu.take_coalesced`)
         and make no exit of their own."""
         zone = uapi.KvmCoalescedMmioZone(addr=addr, size=size, pio=int(pio))
-        _ioctl(self.fd, uapi.KVM_REGISTER_COALESCED_MMIO, zone)
+        self.ioctl(uapi.KVM_REGISTER_COALESCED_MMIO, zone)
 
     def ioeventfd(
         self,
@@ -240,56 +222,42 @@ class Vm:
         deassign: bool = False,
     ) -> None:
         """Mainline KVM_IOEVENTFD; without ``datamatch`` any value matches."""
-        flags = (uapi.KVM_IOEVENTFD_FLAG_PIO if pio else 0) | (
-            uapi.KVM_IOEVENTFD_FLAG_DEASSIGN if deassign else 0
-        )
-        if datamatch is not None:
-            flags |= uapi.KVM_IOEVENTFD_FLAG_DATAMATCH
-        args = uapi.KvmIoeventfd(datamatch=datamatch or 0, addr=addr, len=length, fd=fd, flags=flags)
-        _ioctl(self.fd, uapi.KVM_IOEVENTFD, args)
+        self.ioctl(uapi.KVM_IOEVENTFD, uapi.ioeventfd_args(
+            addr, length, fd, pio=pio, datamatch=datamatch, deassign=deassign))
 
-    def iofd(
-        self,
-        addr: int,
-        length: int,
-        fd: int,
-        pio: bool = False,
-        deassign: bool = False,
-        buffer: int | None = None,
-        pad: bytes = b"",
-        extra_flags: int = 0,
-        raw_buffer: int = 0,
-    ) -> None:
+    def assign_iofd(self, addr: int, length: int, fd: int, *, pio: bool = False,
+                    buffer: int | None = None) -> None:
         """KVM_IOFD: signal ``fd`` on each guest write inside [addr, addr+length).
 
-        With ``buffer`` (a user address of ``length`` bytes, e.g. from
-        :func:`buffer_address`), KVM_IOFD_FLAG_BUFFER is set: each write is
-        stored there before the signal and reads are served from it.
-        ``pad``, ``extra_flags`` and ``raw_buffer`` (the field's value without
-        the flag) exist so tests can send what the kernel must reject.
+        With ``buffer`` (a user address of ``length`` bytes, e.g. a
+        :class:`~payload.kvm.buffer.RegisterBuffer`'s), KVM_IOFD_FLAG_BUFFER
+        is set: each write is stored there before the signal and reads are
+        served from it.  What the kernel must reject is built with
+        :func:`~payload.kvm.uapi.iofd_args` and sent with ``try_ioctl``.
         """
-        if len(pad) > 4:
-            raise ValueError("kvm_iofd.pad is 4 bytes")
-        flags = (
-            (uapi.KVM_IOFD_FLAG_PIO if pio else 0)
-            | (uapi.KVM_IOFD_FLAG_DEASSIGN if deassign else 0)
-            | (uapi.KVM_IOFD_FLAG_BUFFER if buffer is not None else 0)
-            | extra_flags
-        )
-        field = buffer if buffer is not None else raw_buffer
-        args = uapi.KvmIofd(addr=addr, len=length, fd=fd, flags=flags, buffer=field)
-        ctypes.memmove(args.pad, pad, len(pad))
-        _ioctl(self.fd, uapi.KVM_IOFD, args)
+        self.ioctl(uapi.KVM_IOFD, uapi.iofd_args(addr, length, fd, pio=pio, buffer=buffer))
+
+    def deassign_iofd(self, addr: int, length: int, fd: int, *, pio: bool = False,
+                      buffer: int | None = None) -> None:
+        """KVM_IOFD with KVM_IOFD_FLAG_DEASSIGN: remove the iofd that
+        :meth:`assign_iofd` made with these arguments (ENOENT if none)."""
+        self.ioctl(uapi.KVM_IOFD, uapi.iofd_args(addr, length, fd, pio=pio, deassign=True,
+                                                 buffer=buffer))
 
     def hyperv_eventfd(self, conn_id: int, fd: int, deassign: bool = False) -> None:
         """KVM_HYPERV_EVENTFD: a guest SIGNAL_EVENT hypercall for ``conn_id``
         signals ``fd`` in the kernel (the vCPU must have Hyper-V enabled,
         see :meth:`Vcpu.enable_hyperv`)."""
-        flags = uapi.KVM_HYPERV_EVENTFD_DEASSIGN if deassign else 0
-        _ioctl(self.fd, uapi.KVM_HYPERV_EVENTFD,
-               uapi.KvmHypervEventfd(conn_id=conn_id, fd=fd, flags=flags))
+        self.ioctl(uapi.KVM_HYPERV_EVENTFD, uapi.hyperv_eventfd_args(conn_id, fd, deassign=deassign))
 
     # -- memory and vCPUs ------------------------------------------------------------
+    @property
+    def ram_address(self) -> int:
+        """The user address of guest physical 0, for code that reads guest
+        RAM in place (a device thread loading tails from a shadow array)."""
+        assert self._mem_view is not None
+        return ctypes.addressof(self._mem_view)
+
     def write(self, gpa: int, data: bytes) -> None:
         """Copy ``data`` into guest RAM."""
         assert self.mem is not None
@@ -341,23 +309,22 @@ class Vm:
         self.close()
 
 
-class Vcpu:
+class Vcpu(IoctlFd):
     """A vCPU and its mmap'd ``struct kvm_run``."""
 
     def __init__(self, vm: Vm, index: int, entry: int) -> None:
         self.vm = vm
-        self.fd = _ioctl(vm.fd, uapi.KVM_CREATE_VCPU, index)
+        self.fd = vm.ioctl(uapi.KVM_CREATE_VCPU, index)
         self._map_addr = 0
         self._map_size = 0
         self.run: uapi.KvmRun | None = None
         try:
-            size = _ioctl(vm.kvm_fd, uapi.KVM_GET_VCPU_MMAP_SIZE)
+            size = ioctl(vm.kvm_fd, uapi.KVM_GET_VCPU_MMAP_SIZE)
             # libc mmap, not mmap.mmap: a ctypes view of an mmap.mmap pins it
             # (any stray reference, e.g. in a traceback, makes close() fail).
             addr = _libc.mmap(None, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, self.fd, 0)
             if not mapped(addr):
-                err = ctypes.get_errno()
-                raise OSError(err, f"mmap of kvm_run: {os.strerror(err)}")
+                raise last_error("mmap of kvm_run")
             self._map_addr, self._map_size = addr, size
             self.run = uapi.KvmRun.from_address(addr)
             self.reset(entry)
@@ -374,19 +341,19 @@ class Vcpu:
     # -- registers ------------------------------------------------------------------
     def get_regs(self) -> uapi.KvmRegs:
         regs = uapi.KvmRegs()
-        _ioctl(self.fd, uapi.KVM_GET_REGS, regs)
+        self.ioctl(uapi.KVM_GET_REGS, regs)
         return regs
 
     def set_regs(self, regs: uapi.KvmRegs) -> None:
-        _ioctl(self.fd, uapi.KVM_SET_REGS, regs)
+        self.ioctl(uapi.KVM_SET_REGS, regs)
 
     def get_sregs(self) -> uapi.KvmSregs:
         sregs = uapi.KvmSregs()
-        _ioctl(self.fd, uapi.KVM_GET_SREGS, sregs)
+        self.ioctl(uapi.KVM_GET_SREGS, sregs)
         return sregs
 
     def set_sregs(self, sregs: uapi.KvmSregs) -> None:
-        _ioctl(self.fd, uapi.KVM_SET_SREGS, sregs)
+        self.ioctl(uapi.KVM_SET_SREGS, sregs)
 
     def set_segment_base(self, seg: str, base: int) -> None:
         """Point a segment's hidden base anywhere, selector unchanged, so one
@@ -411,11 +378,11 @@ class Vcpu:
         arg = uapi.cpuid2(len(entries))
         for i, e in enumerate(entries):
             arg.entries[i] = e
-        _ioctl(self.fd, uapi.KVM_SET_CPUID2, arg)
+        self.ioctl(uapi.KVM_SET_CPUID2, arg)
 
     def set_msrs(self, values: dict[int, int]) -> None:
         """KVM_SET_MSRS, host-initiated; every MSR must be accepted."""
-        done = _ioctl(self.fd, uapi.KVM_SET_MSRS, uapi.msrs(values))
+        done = self.ioctl(uapi.KVM_SET_MSRS, uapi.msrs(values))
         if done != len(values):
             index = list(values)[done]
             raise OSError(errno.EINVAL, f"KVM_SET_MSRS refused MSR {index:#x}")
@@ -429,7 +396,7 @@ class Vcpu:
         leaves are the ones KVM itself supports (KVM_GET_SUPPORTED_HV_CPUID).
         """
         arg = uapi.cpuid2(64)
-        _ioctl(self.fd, uapi.KVM_GET_SUPPORTED_HV_CPUID, arg)
+        self.ioctl(uapi.KVM_GET_SUPPORTED_HV_CPUID, arg)
         self.set_cpuid(list(arg.entries[: arg.nent]))
         self.set_msrs({uapi.HV_X64_MSR_GUEST_OS_ID: guest_os_id})
 
@@ -474,7 +441,7 @@ class Vcpu:
         with deadline_alarm(timeout_s):
             while True:
                 try:
-                    _ioctl(self.fd, uapi.KVM_RUN)
+                    self.ioctl(uapi.KVM_RUN)
                 except InterruptedError:
                     result.interrupted += 1
                     if deadline is not None and time.monotonic() >= deadline:

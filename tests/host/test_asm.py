@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from payload.guest import bank, hypercall, programs
-from payload.guest.asm import Asm
+from payload.guest.asm import Asm, format_listing
 from payload.guest.programs import Access, Program
 
 # --- single instructions vs. the SDM ---------------------------------------------
@@ -128,6 +128,18 @@ def test_listing_covers_the_code_exactly() -> None:
     for (addr, code, _), nxt in zip(program.listing, addrs[1:], strict=False):
         assert addr + len(code) == nxt
     assert "jnz top" in program.listing_text()
+
+
+def test_a_program_lists_as_its_assembler_did() -> None:
+    """One formatter for both, so a failure message reads the same either way."""
+    a = Asm(programs.LOAD_ADDR)
+    a.mov_imm("eax", 1)
+    a.label("top")
+    a.jnz("top")
+    program = programs.Program("listed", a.assemble(), a.origin, 0, tuple(a.listing()), a.labels)
+    assert program.listing_text() == a.listing_text() == format_listing(a.listing())
+    first = a.listing_text().splitlines()[0]
+    assert first == f"{programs.LOAD_ADDR:#06x}  {'66 b8 01 00 00 00':<24} mov eax, 0x1"
 
 
 # --- the program set ----------------------------------------------------------------

@@ -49,8 +49,8 @@ def by_hand(name: str, n: int) -> dict[str, Any]:
 
     userspace-* exit n + 1 times (n writes, then DONE) and ring n times;
     everything else exits once.  Nothing rings kernel-pio, cpuid or
-    hc-floor.  The write and CPUID loops count EDI down from 0, the
-    hypercall loops count it up.  A scale row counts like its plain mode.
+    hc-floor.  Every loop counts EDI up from 0 and reports it at DONE.
+    A scale row counts like its plain mode.
     """
     base = name.split("+")[0]
     runs, io, mmio = {"userspace-mmio": (n + 1, 0, n), "userspace-pio": (n + 1, n, 0)}.get(
@@ -58,7 +58,7 @@ def by_hand(name: str, n: int) -> dict[str, Any]:
     return {
         "kvm_runs": runs, "exits": runs, "io_exits": io, "mmio_exits": mmio, "rings": io + mmio,
         "doorbell": 0 if base in ("kernel-pio", "cpuid", "hc-floor") else n,
-        "done_value": n if base in ("hc", "hc-floor") else (1 << 32) - n,
+        "done_value": n,
         "status": {"hc": 0, "hc-floor": ENOSYS_U32}.get(base),
         "buffer": "c3a5a5a5a5a5a5a5" if base.startswith("iofd-buffer-") else None,
     }
@@ -354,14 +354,14 @@ def test_two_trials_in_one_round_raise() -> None:
         report.build(raw, ENV)
 
 
-@pytest.mark.parametrize("done_value", [-(N - 1) % (1 << 32), 0, N, None])
+@pytest.mark.parametrize("done_value", [N - 1, 0, -N % (1 << 32), None])
 def test_the_guest_must_count_n_iterations(done_value: int | None) -> None:
     raw = make_raw()
     bad = next(t for t in raw["runs"] if t["mode"] == "kernel-pio" and t["trial"] == 1)
     bad["done_value"] = done_value
     with pytest.raises(checks.CountMismatch) as exc:
         report.build(raw, ENV)
-    counted = None if done_value is None else modes.guest_iterations(done_value)
+    counted = done_value
     assert exc.value.problems == [
         f"kernel-pio trial 1: the guest counted {counted!r} iterations, must be {N}"]
 
@@ -377,10 +377,13 @@ def test_a_warm_up_the_runner_stopped_at_fails_the_run() -> None:
     assert exc.value.problems == ["warm-up: cpuid trial -1: kvm_runs = 2, must be 1"]
 
 
-def test_guest_iterations_undo_the_count_down() -> None:
-    assert modes.guest_iterations(-5000 % (1 << 32)) == 5000
-    assert modes.guest_iterations(0) == 0
-    assert modes.guest_iterations(0xFFFFFFFF) == 1
+def test_every_mode_counts_up() -> None:
+    """The DONE value is the count, in every mode: a count-down's -5000
+    (what the write loops reported before) is not 5000 iterations."""
+    for name in modes.NAMES:
+        mode = modes.get(name)
+        assert (mode.guest_count(5000), mode.guest_count(0), mode.guest_count(1)) == (5000, 0, 1)
+        assert mode.guest_count(-5000 % (1 << 32)) != 5000
 
 
 @pytest.mark.parametrize(("mode", "buffer", "want"), [
@@ -470,7 +473,7 @@ def test_checks_table_lists_every_check_with_its_measurement() -> None:
     bad = copy.deepcopy(raw)
     next(t for t in bad["runs"] if t["mode"] == "cpuid" and t["trial"] == 2)["done_value"] = 7
     row = next(r for r in checks.verify(bad).rows if (r["mode"], r["check"]) == ("cpuid", "iterations"))
-    assert row["ok"] is False and row["measured"] == f"{N} x4, {(1 << 32) - 7} x1"
+    assert row["ok"] is False and row["measured"] == f"{N} x4, 7 x1"
 
 
 def test_verify_is_quiet_on_exact_data() -> None:
@@ -586,10 +589,10 @@ def test_strict_fails_a_missed_target_only(verdicts: list[str], strict: bool, rc
 
 # --- the hand-written expectations against the rules -------------------------------------
 @pytest.mark.parametrize(("name", "n", "runs", "doorbell", "done_value", "status"), [
-    ("userspace-pio", 7, 8, 7, (1 << 32) - 7, None),
-    ("userspace-mmio", 1, 2, 1, 0xFFFFFFFF, None),
-    ("iofd-pio+990", 5000, 1, 5000, (1 << 32) - 5000, None),
-    ("kernel-pio", 3, 1, 0, 0xFFFFFFFD, None),
+    ("userspace-pio", 7, 8, 7, 7, None),
+    ("userspace-mmio", 1, 2, 1, 1, None),
+    ("iofd-pio+990", 5000, 1, 5000, 5000, None),
+    ("kernel-pio", 3, 1, 0, 3, None),
     ("hc", 5000, 1, 5000, 5000, 0),
     ("hc-floor", 12, 1, 0, 12, 0xFFFFFC18),
 ])
@@ -625,7 +628,7 @@ def test_a_hypercall_status_that_is_not_the_paths_fails(mode: str, status: int |
 
 
 def test_the_hypercall_loops_count_up() -> None:
-    """hc's DONE value is N itself; the write loops' -N would read as 2**32 - N."""
+    """hc's DONE value is N itself; a count-down's -N would read as 2**32 - N."""
     raw = make_raw()
     next(t for t in raw["runs"] if t["mode"] == "hc-floor" and t["trial"] == 0)[
         "done_value"] = (1 << 32) - N

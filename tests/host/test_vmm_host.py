@@ -318,10 +318,25 @@ def test_handler_errors_propagate(vm: Vm) -> None:
 
 
 def test_iofd_errors_carry_errno(vm: Vm, efd: int) -> None:
-    """Whatever the kernel, a bad call must surface as OSError with errno."""
-    with pytest.raises(OSError) as excinfo:
-        vm.iofd(programs.MMIO_ADDR, 4, efd, extra_flags=1 << 31)
+    """Whatever the kernel, a bad call must surface as OSError with errno
+    and the ioctl's name, and its raw form must return that errno."""
+    args = uapi.iofd_args(programs.MMIO_ADDR, 4, efd)
+    args.flags |= 1 << 31
+    with pytest.raises(OSError, match="KVM_IOFD") as excinfo:
+        vm.ioctl(uapi.KVM_IOFD, args)
     assert excinfo.value.errno in (errno.EINVAL, errno.ENOTTY)
+    assert vm.try_ioctl(uapi.KVM_IOFD, args) == excinfo.value.errno
+
+
+def test_raw_ioctl_returns_a_create_call_s_fd(vm: Vm) -> None:
+    """The raw form's return value is what the kernel returned: a vCPU fd."""
+    created = vm.raw_ioctl(uapi.KVM_CREATE_VCPU, 0)
+    assert created.errno == 0 and created.ret >= 0
+    try:
+        assert os.readlink(f"/proc/self/fd/{created.ret}") == "anon_inode:kvm-vcpu:0"
+        assert vm.try_ioctl(uapi.KVM_CREATE_VCPU, 0) == errno.EEXIST  # id 0 is taken
+    finally:
+        os.close(created.ret)
 
 
 # --- the native loop --------------------------------------------------------------------------

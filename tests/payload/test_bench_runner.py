@@ -70,8 +70,7 @@ def test_exits_and_doorbell_per_mode(raw: dict, name: str) -> None:
         assert t["doorbell"] == (0 if name in ("kernel-pio", "cpuid", "hc-floor") else N)
         assert t["eventfd_left"] == 0
         assert t["end"] == "done" and t["ns"] > 0
-        hypercalls = name in ("hc", "hc-floor")
-        assert t["done_value"] == (N if hypercalls else (1 << 32) - N)
+        assert t["done_value"] == N
         assert t["status"] == {"hc": 0, "hc-floor": 0xFFFFFC18}.get(name)
         if mode.buffered:
             assert bytes.fromhex(t["buffer"]) == bytes([modes.LAST_WRITE]) + bytes(
@@ -159,7 +158,7 @@ def test_a_scale_rows_neighbours_are_on_its_bus(name: str) -> None:
         for addr in (rig.neighbours[0], rig.neighbours[-1]):
             with pytest.raises(OSError) as e:
                 if mode.registration == "KVM_IOFD":
-                    rig.vm.iofd(addr, 1, rig.neighbour_fd, pio=pio)
+                    rig.vm.assign_iofd(addr, 1, rig.neighbour_fd, pio=pio)
                 else:
                     rig.vm.ioeventfd(addr, 1, rig.neighbour_fd, pio=pio)
             assert e.value.errno == errno.EEXIST
@@ -174,7 +173,7 @@ def test_swapping_iofd_for_ioeventfd_passes_the_counts_but_not_the_path() -> Non
     instead keeps every write in the kernel and rings the same doorbell, so
     only the path proof can tell."""
     with Rig(modes.get("iofd-pio"), N) as rig:
-        rig.vm.iofd(PIO_PORT, IOFD_RANGE_LEN, rig.efd, pio=True, deassign=True)
+        rig.vm.deassign_iofd(PIO_PORT, IOFD_RANGE_LEN, rig.efd, pio=True)
         rig.vm.ioeventfd(PIO_PORT, ACCESS_SIZE, rig.efd, pio=True)
         trial = rig.run(trial=0)
         assert checks.trial_problems(vars(trial), N) == []
@@ -191,7 +190,7 @@ def test_swapping_iofd_for_ioeventfd_passes_the_counts_but_not_the_path() -> Non
 def test_an_ioeventfd_mode_registered_as_iofd_fails_the_path() -> None:
     with Rig(modes.get("ioeventfd-mmio"), N) as rig:
         rig.vm.ioeventfd(MMIO_ADDR, ACCESS_SIZE, rig.efd, deassign=True)
-        rig.vm.iofd(MMIO_ADDR, ACCESS_SIZE, rig.efd)
+        rig.vm.assign_iofd(MMIO_ADDR, ACCESS_SIZE, rig.efd)
         trial = rig.run(trial=0)
         assert checks.trial_problems(vars(trial), N) == []
         proof = rig.prove_path()
@@ -214,8 +213,8 @@ def test_a_buffer_that_is_not_written_is_caught() -> None:
     sees that nothing kept the value."""
     mode = modes.get("iofd-buffer-pio")
     with Rig(mode, N) as rig:
-        rig.vm.iofd(PIO_PORT, IOFD_RANGE_LEN, rig.efd, pio=True, deassign=True)
-        rig.vm.iofd(PIO_PORT, IOFD_RANGE_LEN, rig.efd, pio=True)
+        rig.vm.deassign_iofd(PIO_PORT, IOFD_RANGE_LEN, rig.efd, pio=True)
+        rig.vm.assign_iofd(PIO_PORT, IOFD_RANGE_LEN, rig.efd, pio=True)
         trial = rig.run(trial=0)
     assert checks.trial_problems(vars(trial), N) == [
         f"iofd-buffer-pio trial 0: buffer = {'a5' * IOFD_RANGE_LEN!r}, "

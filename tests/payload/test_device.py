@@ -125,7 +125,7 @@ def test_an_unclaimed_doorbell_fails_the_exit_check() -> None:
     buffer and kicks), so only the exit check can tell, and it does."""
     pattern = model.tail_pattern(WRITES, SEED)
     with BankRig(model.get("c"), pattern) as rig:
-        rig.vm.iofd(queues.DOORBELL_BASE, queues.BANK_LEN, rig.efd, deassign=True)
+        rig.vm.deassign_iofd(queues.DOORBELL_BASE, queues.BANK_LEN, rig.efd)
         run = rig.run(0)
     assert run["userspace_exits"] == WRITES + 1
     assert run["tails_ok"] is True and run["signals"] == WRITES

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import os
 import subprocess
 import threading
@@ -27,6 +26,7 @@ from payload.doorbell import (
     Doorbell,
 )
 from payload.eventfd import EventFd
+from payload.kvm.call import try_ioctl
 
 KO = os.environ.get("DOORBELL_KO", "")
 if not KO:
@@ -177,12 +177,6 @@ def _rounds(seconds: float = RACE_SECONDS) -> Iterator[int]:
     while i < RACE_MIN_ROUNDS or time.monotonic() < deadline:
         yield i
         i += 1
-
-
-def _ioctl_errno(fd: int, cmd: int, arg: bytes | int = 0) -> int:
-    with pytest.raises(OSError) as info:
-        fcntl.ioctl(fd, cmd, arg)
-    return info.value.errno
 
 
 # --- fixtures --------------------------------------------------------------
@@ -392,9 +386,9 @@ def test_unknown_ioctl_is_enotty() -> None:
     get_count_u32 = (DOORBELL_GET_COUNT & ~size_mask) | 4 << 16
     tcgets = 0x5401
     with Doorbell.open() as db:
-        assert _ioctl_errno(db.fileno(), unknown_nr) == errno.ENOTTY
-        assert _ioctl_errno(db.fileno(), get_count_u32, bytes(8)) == errno.ENOTTY
-        assert _ioctl_errno(db.fileno(), tcgets, bytes(64)) == errno.ENOTTY
+        assert try_ioctl(db.fileno(), unknown_nr) == errno.ENOTTY
+        assert try_ioctl(db.fileno(), get_count_u32, (ctypes.c_uint8 * 8)()) == errno.ENOTTY
+        assert try_ioctl(db.fileno(), tcgets, (ctypes.c_uint8 * 64)()) == errno.ENOTTY
 
 
 # --- teardown --------------------------------------------------------------

@@ -285,7 +285,7 @@ def test_io_bus_order_writes_are_claimed(layout: str) -> None:
         with Vm() as vm:
             for (kind, addr, length), efd in zip(devices, efds, strict=True):
                 if kind == "iofd":
-                    vm.iofd(addr, length, efd, pio=True)
+                    vm.assign_iofd(addr, length, efd, pio=True)
                 else:
                     vm.ioeventfd(addr, length, efd, pio=True)
             vm.load(programs.pio_write_loop(n, 1, port=devices[victim][1]))

@@ -32,6 +32,7 @@ from payload.eventfd import EventFd
 from payload.guest import bank
 from payload.guest.bank import Op, Read, Write
 from payload.kvm.buffer import RegisterBuffer
+from payload.kvm.uapi import KVM_IOFD, KVM_IOFD_FLAG_PIO, KvmIofd, iofd_args
 from payload.kvm.vmm import Exit, RunResult, Vcpu, Vm, unavailable
 
 RecordProperty = Callable[[str, object], None]
@@ -80,7 +81,7 @@ def assign(vm: Vm, efd: EventFd, bus: str, regs: RegisterBuffer | None, base: in
     """A RANGE_LEN iofd at ``base`` (default BASES[bus]), buffered by
     ``regs`` if given; returns the base."""
     base = BASES[bus] if base is None else base
-    vm.iofd(base, RANGE_LEN, efd.fd, pio=bus == "pio", buffer=None if regs is None else regs.address)
+    vm.assign_iofd(base, RANGE_LEN, efd.fd, pio=bus == "pio", buffer=None if regs is None else regs.address)
     return base
 
 
@@ -117,12 +118,6 @@ def assert_exited(result: RunResult, accesses: int) -> None:
 def with_value(background: bytes, offset: int, width: int, value: int) -> bytes:
     """``background`` after a store of ``value`` at ``offset``, little-endian."""
     return background[:offset] + value.to_bytes(width, "little") + background[offset + width :]
-
-
-def errno_of(call: Callable[[], object]) -> int:
-    with pytest.raises(OSError) as excinfo:
-        call()
-    return excinfo.value.errno
 
 
 def mapped(address: int) -> bool:
@@ -313,9 +308,9 @@ def test_buffer_outside_user_space_is_efault(vm: Vm, efd: EventFd, bus: str) -> 
     pio = bus == "pio"
     base = BASES[bus]
     for bad in (KERNEL_ADDRESS, WRAPPING):
-        got = errno_of(lambda bad=bad: vm.iofd(base, RANGE_LEN, efd.fd, pio=pio, buffer=bad))
+        got = vm.try_ioctl(KVM_IOFD, iofd_args(base, RANGE_LEN, efd.fd, pio=pio, buffer=bad))
         assert got == errno.EFAULT, f"buffer={bad:#x}"
-    vm.iofd(base, RANGE_LEN, efd.fd, pio=pio)  # nothing was registered: the range is still free
+    vm.assign_iofd(base, RANGE_LEN, efd.fd, pio=pio)  # nothing was registered: the range is still free
 
 
 @pytest.mark.parametrize("bus", BUSES)
@@ -331,8 +326,9 @@ def test_buffer_field_without_the_flag_is_einval(
     vm: Vm, efd: EventFd, buf: RegisterBuffer, bus: str
 ) -> None:
     """Error 5: "EINVAL: KVM_IOFD_FLAG_BUFFER is clear and buffer is not zero"."""
-    call = lambda: vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio", raw_buffer=buf.address)  # noqa: E731
-    assert errno_of(call) == errno.EINVAL
+    flags = KVM_IOFD_FLAG_PIO if bus == "pio" else 0
+    args = KvmIofd(addr=BASES[bus], len=RANGE_LEN, fd=efd.fd, flags=flags, buffer=buf.address)
+    assert vm.try_ioctl(KVM_IOFD, args) == errno.EINVAL
 
 
 @pytest.mark.parametrize("bus", BUSES)
@@ -345,9 +341,9 @@ def test_buffered_and_plain_iofds_deassign_normally(
     pio = bus == "pio"
     base = assign(vm, efd, bus, buf)
     other = assign(vm, efd, bus, None, base=OTHER[bus])
-    vm.iofd(base, RANGE_LEN, efd.fd, pio=pio, deassign=True)  # no buffer given
-    vm.iofd(other, RANGE_LEN, efd.fd, pio=pio, deassign=True)
-    assert errno_of(lambda: vm.iofd(base, RANGE_LEN, efd.fd, pio=pio, deassign=True)) == errno.ENOENT
+    vm.deassign_iofd(base, RANGE_LEN, efd.fd, pio=pio)  # no buffer given
+    vm.deassign_iofd(other, RANGE_LEN, efd.fd, pio=pio)
+    assert vm.try_ioctl(KVM_IOFD, iofd_args(base, RANGE_LEN, efd.fd, pio=pio, deassign=True)) == errno.ENOENT
     seen: list[Exit] = []
     result = run(vm, [Write(bus, base, 4, VALUES[4]), Write(bus, other, 4, VALUES[4])], seen.append)
     assert_exited(result, 2)
@@ -373,7 +369,7 @@ def test_1024_doorbells_under_one_registration(vm: Vm, efd: EventFd) -> None:
     registers": 1024 4-byte doorbells, each written once, each value found
     at its offset, one signal per write, no exit."""
     with RegisterBuffer(4 * DOORBELLS) as regs:
-        vm.iofd(DOORBELL_BASE, 4 * DOORBELLS, efd.fd, buffer=regs.address)
+        vm.assign_iofd(DOORBELL_BASE, 4 * DOORBELLS, efd.fd, buffer=regs.address)
         writes = [Write("mmio", DOORBELL_BASE + 4 * i, 4, doorbell_value(i)) for i in range(DOORBELLS)]
         assert_stayed_in_kernel(run(vm, writes))
         expected = [doorbell_value(i) for i in range(DOORBELLS)]
@@ -404,7 +400,7 @@ def test_1024_separate_iofds_are_refused_at_the_bus_limit(vm: Vm, efd: EventFd) 
     (virt/kvm/kvm_main.c) returns -ENOSPC once ``dev_count - ioeventfd_count
     > NR_IOBUS_DEVS - 1``, so on this empty MMIO bus registration index 1000
     (the 1001st) is refused, and the array does not fit."""
-    accepted = register_each(lambda i: vm.iofd(DOORBELL_BASE + 4 * i, 4, efd.fd), DOORBELLS)
+    accepted = register_each(lambda i: vm.assign_iofd(DOORBELL_BASE + 4 * i, 4, efd.fd), DOORBELLS)
     assert accepted == BUS_LIMIT
 
 
@@ -483,7 +479,7 @@ def test_consumer_never_loads_a_value_older_than_its_count(
     with Vm() as machine, RegisterBuffer(4) as regs:
         consumer = threading.Thread(target=consume, args=(fd, regs, n, seen), daemon=True)
         try:
-            machine.iofd(addr, 4, fd, pio=ORDERING_BUS == "pio", buffer=regs.address)
+            machine.assign_iofd(addr, 4, fd, pio=ORDERING_BUS == "pio", buffer=regs.address)
             machine.load(bank.counting_loop(n, ORDERING_BUS, addr))
             vcpu = machine.create_vcpu()
             start = time.monotonic()

@@ -33,6 +33,9 @@ import pytest
 from payload.eventfd import EventFd
 from payload.guest import programs
 from payload.guest.programs import Access, Program
+from payload.kvm import uapi
+from payload.kvm.call import IoctlArg
+from payload.kvm.uapi import KVM_IOFD, iofd_args
 from payload.kvm.vmm import Exit, RunResult, Vm, unavailable
 
 TIMEOUT_S = 60.0
@@ -93,12 +96,6 @@ def assert_stayed_in_kernel(result: RunResult) -> None:
     assert (result.exits, result.end, result.handled) == (1, "done", 0), result
 
 
-def errno_of(call: Callable[[], object]) -> int:
-    with pytest.raises(OSError) as excinfo:
-        call()
-    return excinfo.value.errno
-
-
 def overlapping(addr: int, length: int) -> list[tuple[int, int]]:
     """Ranges meeting [addr, addr+length): the same range, its last byte
     alone, and two bytes straddling its start."""
@@ -110,9 +107,10 @@ def overlapping(addr: int, length: int) -> list[tuple[int, int]]:
 def test_coalesced_zone_over_an_iofd_is_eexist(vm: Vm, efd: EventFd, bus: str) -> None:
     pio = bus == "pio"
     base = BASES[bus]
-    vm.iofd(base, RANGE_LEN, efd.fd, pio=pio)
+    vm.assign_iofd(base, RANGE_LEN, efd.fd, pio=pio)
     got = {
-        zone: errno_of(lambda zone=zone: vm.register_coalesced_mmio(*zone, pio=pio))
+        zone: vm.try_ioctl(uapi.KVM_REGISTER_COALESCED_MMIO,
+                           uapi.KvmCoalescedMmioZone(addr=zone[0], size=zone[1], pio=int(pio)))
         for zone in overlapping(base, RANGE_LEN)
     }
     assert got == dict.fromkeys(got, errno.EEXIST)
@@ -129,7 +127,7 @@ def test_iofd_over_a_coalesced_zone_is_eexist(vm: Vm, efd: EventFd, bus: str) ->
     base = BASES[bus]
     vm.register_coalesced_mmio(base, RANGE_LEN, pio=pio)
     got = {
-        rng: errno_of(lambda rng=rng: vm.iofd(*rng, efd.fd, pio=pio)) for rng in overlapping(base, RANGE_LEN)
+        rng: vm.try_ioctl(KVM_IOFD, iofd_args(*rng, efd.fd, pio=pio)) for rng in overlapping(base, RANGE_LEN)
     }
     assert got == dict.fromkeys(got, errno.EEXIST)
     edges = [Access(bus, base, 1), Access(bus, base + RANGE_LEN - 1, 1)]
@@ -171,19 +169,22 @@ def prepare(vm: Vm, dev: Builtin) -> None:
         vm.create_irqchip()
 
 
-def create(vm: Vm, dev: Builtin) -> None:
+def creation(dev: Builtin) -> tuple[int, IoctlArg]:
     """The ioctl that registers ``dev`` (and the rest of its chip)."""
     if dev.pit:
-        vm.create_pit2(speaker_dummy=True)
-    else:
-        vm.create_irqchip()
+        return uapi.KVM_CREATE_PIT2, uapi.KvmPitConfig(flags=uapi.KVM_PIT_SPEAKER_DUMMY)
+    return uapi.KVM_CREATE_IRQCHIP, 0
+
+
+def create(vm: Vm, dev: Builtin) -> None:
+    vm.ioctl(*creation(dev))
 
 
 @pytest.mark.parametrize("dev", BUILTINS, ids=[d.name for d in BUILTINS])
 def test_creating_a_device_over_an_iofd_is_eexist(vm: Vm, efd: EventFd, dev: Builtin) -> None:
     prepare(vm, dev)
-    vm.iofd(dev.addr, dev.length, efd.fd, pio=dev.bus == "pio")
-    assert errno_of(lambda: create(vm, dev)) == errno.EEXIST
+    vm.assign_iofd(dev.addr, dev.length, efd.fd, pio=dev.bus == "pio")
+    assert vm.try_ioctl(*creation(dev)) == errno.EEXIST
     assert_stayed_in_kernel(write_once(vm, dev.bus, dev.probe))
     assert efd.drain() == 1  # the iofd took the write, not the device
 
@@ -194,7 +195,7 @@ def test_iofd_over_a_device_is_eexist(vm: Vm, efd: EventFd, dev: Builtin) -> Non
     prepare(vm, dev)
     create(vm, dev)
     got = {
-        rng: errno_of(lambda rng=rng: vm.iofd(*rng, efd.fd, pio=pio))
+        rng: vm.try_ioctl(KVM_IOFD, iofd_args(*rng, efd.fd, pio=pio))
         for rng in overlapping(dev.addr, dev.length)
     }
     assert got == dict.fromkeys(got, errno.EEXIST)
@@ -204,7 +205,7 @@ def test_iofd_over_a_device_is_eexist(vm: Vm, efd: EventFd, dev: Builtin) -> Non
 
 def test_pit_without_the_speaker_flag_leaves_the_speaker_ports_free(vm: Vm, efd: EventFd) -> None:
     vm.create_irqchip()
-    vm.iofd(0x61, 4, efd.fd, pio=True)
+    vm.assign_iofd(0x61, 4, efd.fd, pio=True)
     vm.create_pit2()  # no KVM_PIT_SPEAKER_DUMMY: 0x61-0x64 are not the PIT's
     assert_stayed_in_kernel(write_once(vm, "pio", 0x61))
     assert efd.drain() == 1
@@ -265,13 +266,13 @@ PAGE_BOUNDARY = programs.MMIO_ADDR  # 0xc000, inside the MMIO window
 
 
 def test_16_byte_store_inside_a_range_signals_twice(vm: Vm, efd: EventFd) -> None:
-    vm.iofd(WIDE_BASE, 16, efd.fd)
+    vm.assign_iofd(WIDE_BASE, 16, efd.fd)
     assert_stayed_in_kernel(run(vm, programs.wide_store(WIDE_BASE), sse=True))
     assert efd.drain() == 2
 
 
 def test_16_byte_store_over_the_range_end_signals_once_and_exits_once(vm: Vm, efd: EventFd) -> None:
-    vm.iofd(WIDE_BASE, 16, efd.fd)
+    vm.assign_iofd(WIDE_BASE, 16, efd.fd)
     start = WIDE_BASE + 8  # the first 8 bytes are the range's last 8
     seen: list[Exit] = []
     result = run(vm, programs.wide_store(start), seen.append, sse=True)
@@ -282,7 +283,7 @@ def test_16_byte_store_over_the_range_end_signals_once_and_exits_once(vm: Vm, ef
 
 
 def test_4_byte_store_across_a_page_boundary_signals_twice(vm: Vm, efd: EventFd) -> None:
-    vm.iofd(PAGE_BOUNDARY - 8, 16, efd.fd)  # one range across the boundary
+    vm.assign_iofd(PAGE_BOUNDARY - 8, 16, efd.fd)  # one range across the boundary
     assert_stayed_in_kernel(write_once(vm, "mmio", PAGE_BOUNDARY - 2, 4))
     assert efd.drain() == 2  # the emulator split it into 2 + 2 bytes
 
@@ -296,7 +297,7 @@ def _wide_exit(addr: int, offset: int, size: int) -> Exit:
 def test_16_byte_store_straddling_the_range_end_exits_in_two_8_byte_pieces(vm: Vm, efd: EventFd) -> None:
     """api.rst 4.144: from the first unclaimed piece, that piece and the rest
     of the page's part exit as successive KVM_EXIT_MMIO of at most 8 bytes."""
-    vm.iofd(WIDE_BASE, 16, efd.fd)
+    vm.assign_iofd(WIDE_BASE, 16, efd.fd)
     start = WIDE_BASE + 12  # the first piece straddles the range's end
     seen: list[Exit] = []
     result = run(vm, programs.wide_store(start), seen.append, sse=True)
@@ -308,7 +309,7 @@ def test_16_byte_store_straddling_the_range_end_exits_in_two_8_byte_pieces(vm: V
 def test_16_byte_store_is_not_offered_again_after_an_unclaimed_piece(vm: Vm, efd: EventFd) -> None:
     """The first piece lies before the range, the second inside it: KVM stops
     at the first piece, so the second exits too and nothing signals."""
-    vm.iofd(WIDE_BASE, 16, efd.fd)
+    vm.assign_iofd(WIDE_BASE, 16, efd.fd)
     start = WIDE_BASE - 8
     seen: list[Exit] = []
     result = run(vm, programs.wide_store(start), seen.append, sse=True)
@@ -319,7 +320,7 @@ def test_16_byte_store_is_not_offered_again_after_an_unclaimed_piece(vm: Vm, efd
 
 def test_16_byte_store_across_a_page_boundary_signals_once_per_piece(vm: Vm, efd: EventFd) -> None:
     """4 bytes on the first page, then 8 + 4 on the second: three bus accesses."""
-    vm.iofd(PAGE_BOUNDARY - 32, 64, efd.fd)
+    vm.assign_iofd(PAGE_BOUNDARY - 32, 64, efd.fd)
     assert_stayed_in_kernel(run(vm, programs.wide_store(PAGE_BOUNDARY - 4), sse=True))
     assert efd.drain() == 3
 
@@ -328,7 +329,7 @@ def test_page_parts_are_handled_independently(vm: Vm, efd: EventFd) -> None:
     """A range that covers only the second page's part: the first page's 4
     bytes exit, and the second page's 8 + 4 are still claimed (both parts
     are offered to the bus before the first exit)."""
-    vm.iofd(PAGE_BOUNDARY, 16, efd.fd)
+    vm.assign_iofd(PAGE_BOUNDARY, 16, efd.fd)
     start = PAGE_BOUNDARY - 4
     seen: list[Exit] = []
     result = run(vm, programs.wide_store(start), seen.append, sse=True)

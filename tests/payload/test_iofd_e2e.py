@@ -25,6 +25,7 @@ from payload.eventfd import EventFd
 from payload.guest import programs
 from payload.guest.programs import Access, Program
 from payload.kvm import uapi
+from payload.kvm.uapi import KVM_IOEVENTFD, KVM_IOFD, KvmIofd, ioeventfd_args, iofd_args
 from payload.kvm.vmm import Exit, RunResult, Vm, unavailable
 from payload.native import run_native
 
@@ -117,12 +118,6 @@ def mask(size: int) -> int:
     return (1 << 8 * size) - 1
 
 
-def errno_of(call: Callable[[], object]) -> int:
-    with pytest.raises(OSError) as excinfo:
-        call()
-    return excinfo.value.errno
-
-
 BUSES = ("pio", "mmio")
 
 
@@ -137,7 +132,7 @@ def test_capability_is_1(vm: Vm) -> None:
 @pytest.mark.parametrize("bus", BUSES)
 @pytest.mark.parametrize("size", SIZES)
 def test_writes_signal_once_each_without_exiting(vm: Vm, efd: EventFd, bus: str, size: int) -> None:
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
     result = run(vm, write_loop(bus, N, size, BASES[bus]))
     assert_stayed_in_kernel(result)
     assert efd.drain() == N
@@ -146,7 +141,7 @@ def test_writes_signal_once_each_without_exiting(vm: Vm, efd: EventFd, bus: str,
 @pytest.mark.parametrize("bus", BUSES)
 @pytest.mark.parametrize("size", SIZES)
 def test_reads_return_zero_without_exiting(vm: Vm, efd: EventFd, bus: str, size: int) -> None:
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
     result = run(vm, read_loop(bus, N, size, BASES[bus]))
     assert_stayed_in_kernel(result)
     assert result.done_value == 0  # OR of every value read (EAX poisoned before each)
@@ -158,7 +153,7 @@ def test_writes_anywhere_in_the_range_signal(vm: Vm, efd: EventFd, bus: str) -> 
     base = BASES[bus]
     accesses = [Access(bus, base + off, 1) for off in range(RANGE_LEN)]
     accesses += [Access(bus, base + off, 4) for off in range(RANGE_LEN - 3)]
-    vm.iofd(base, RANGE_LEN, efd.fd, pio=bus == "pio")
+    vm.assign_iofd(base, RANGE_LEN, efd.fd, pio=bus == "pio")
     assert_stayed_in_kernel(run(vm, programs.access_sequence(accesses)))
     assert efd.drain() == len(accesses)
 
@@ -185,7 +180,7 @@ EDGE_CASES = [
 )
 def test_write_at_range_edge(vm: Vm, efd: EventFd, bus: str, offset: int, size: int, claimed: bool) -> None:
     addr = BASES[bus] + offset
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
     recorder = Recorder()
     result = run(vm, programs.access_sequence([Access(bus, addr, size)]), recorder)
     if claimed:
@@ -206,7 +201,7 @@ def test_write_at_range_edge(vm: Vm, efd: EventFd, bus: str, offset: int, size: 
 )
 def test_read_at_range_edge(vm: Vm, efd: EventFd, bus: str, offset: int, size: int, claimed: bool) -> None:
     addr = BASES[bus] + offset
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
     recorder = Recorder()
     result = run(vm, programs.access_sequence([Access(bus, addr, size, write=False)]), recorder)
     if claimed:
@@ -222,8 +217,8 @@ def test_read_at_range_edge(vm: Vm, efd: EventFd, bus: str, offset: int, size: i
 @pytest.mark.parametrize("bus", BUSES)
 def test_deassign_returns_writes_to_userspace(vm: Vm, efd: EventFd, bus: str) -> None:
     pio = bus == "pio"
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio, deassign=True)
+    vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+    vm.deassign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
     recorder = Recorder()
     result = run(vm, write_loop(bus, N, 2, BASES[bus]), recorder)
     assert_all_exited(result, N)
@@ -235,9 +230,9 @@ def test_deassign_returns_writes_to_userspace(vm: Vm, efd: EventFd, bus: str) ->
 def test_reassign_after_deassign(vm: Vm, efd: EventFd, bus: str) -> None:
     pio = bus == "pio"
     for _ in range(3):
-        vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
-        vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio, deassign=True)
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+        vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+        vm.deassign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+    vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
     assert_stayed_in_kernel(run(vm, write_loop(bus, N, 1, BASES[bus])))
     assert efd.drain() == N
 
@@ -247,37 +242,39 @@ def test_reassign_after_deassign(vm: Vm, efd: EventFd, bus: str) -> None:
 def test_invalid_arguments_are_einval(vm: Vm, efd: EventFd, bus: str) -> None:
     pio = bus == "pio"
     base = BASES[bus]
-    cases: dict[str, Callable[[], None]] = {
+    bus_flag = uapi.KVM_IOFD_FLAG_PIO if pio else 0
+    cases: dict[str, KvmIofd] = {
         # Bit 2 is KVM_IOFD_FLAG_BUFFER since v2: bit 3 is the lowest unknown one.
-        "unknown flag bit 3": lambda: vm.iofd(base, 4, efd.fd, pio=pio, extra_flags=1 << 3),
-        "unknown flag bit 31": lambda: vm.iofd(base, 4, efd.fd, pio=pio, extra_flags=1 << 31),
-        "pad[0] != 0": lambda: vm.iofd(base, 4, efd.fd, pio=pio, pad=b"\x01"),
-        "pad[3] != 0": lambda: vm.iofd(base, 4, efd.fd, pio=pio, pad=bytes(3) + b"\x80"),
+        "unknown flag bit 3": KvmIofd(addr=base, len=4, fd=efd.fd, flags=bus_flag | 1 << 3),
+        "unknown flag bit 31": KvmIofd(addr=base, len=4, fd=efd.fd, flags=bus_flag | 1 << 31),
+        "pad[0] != 0": KvmIofd(addr=base, len=4, fd=efd.fd, flags=bus_flag, pad=(1, 0, 0, 0)),
+        "pad[3] != 0": KvmIofd(addr=base, len=4, fd=efd.fd, flags=bus_flag, pad=(0, 0, 0, 0x80)),
         # api.rst 4.144 error 5: without KVM_IOFD_FLAG_BUFFER, buffer must be 0.
-        "buffer without the flag": lambda: vm.iofd(base, 4, efd.fd, pio=pio, raw_buffer=1),
-        "kernel buffer without the flag": lambda: vm.iofd(
-            base, 4, efd.fd, pio=pio, raw_buffer=0xFFFF800000000000
+        "buffer without the flag": KvmIofd(addr=base, len=4, fd=efd.fd, flags=bus_flag, buffer=1),
+        "kernel buffer without the flag": KvmIofd(
+            addr=base, len=4, fd=efd.fd, flags=bus_flag, buffer=0xFFFF800000000000
         ),
-        "len 0": lambda: vm.iofd(base, 0, efd.fd, pio=pio),
-        "addr + len overflows": lambda: vm.iofd((1 << 64) - 1, 2, efd.fd, pio=pio),
+        "len 0": iofd_args(base, 0, efd.fd, pio=pio),
+        "addr + len overflows": iofd_args((1 << 64) - 1, 2, efd.fd, pio=pio),
     }
     if pio:
-        cases["PIO range past 0xffff"] = lambda: vm.iofd(0xFFFF, 2, efd.fd, pio=True)
-        cases["PIO addr past 0xffff"] = lambda: vm.iofd(0x10000, 1, efd.fd, pio=True)
-    got = {name: errno_of(call) for name, call in cases.items()}
+        cases["PIO range past 0xffff"] = iofd_args(0xFFFF, 2, efd.fd, pio=True)
+        cases["PIO addr past 0xffff"] = iofd_args(0x10000, 1, efd.fd, pio=True)
+    got = {name: vm.try_ioctl(KVM_IOFD, args) for name, args in cases.items()}
     assert got == dict.fromkeys(cases, errno.EINVAL)
 
 
 def test_pio_range_may_end_at_the_last_port(vm: Vm, efd: EventFd) -> None:
-    vm.iofd(0xFFFF, 1, efd.fd, pio=True)
-    vm.iofd(0xFFF0, 15, efd.fd, pio=True)
-    vm.iofd(0xFFFF, 1, efd.fd, pio=True, deassign=True)
+    vm.assign_iofd(0xFFFF, 1, efd.fd, pio=True)
+    vm.assign_iofd(0xFFF0, 15, efd.fd, pio=True)
+    vm.deassign_iofd(0xFFFF, 1, efd.fd, pio=True)
 
 
 def test_invalid_flags_are_einval_on_deassign_too(vm: Vm, efd: EventFd) -> None:
-    vm.iofd(MMIO_BASE, 4, efd.fd)
-    assert errno_of(lambda: vm.iofd(MMIO_BASE, 4, efd.fd, deassign=True, pad=b"\x01")) == (errno.EINVAL)
-    vm.iofd(MMIO_BASE, 4, efd.fd, deassign=True)  # still registered, so this succeeds
+    vm.assign_iofd(MMIO_BASE, 4, efd.fd)
+    bad_pad = KvmIofd(addr=MMIO_BASE, len=4, fd=efd.fd, flags=uapi.KVM_IOFD_FLAG_DEASSIGN, pad=(1, 0, 0, 0))
+    assert vm.try_ioctl(KVM_IOFD, bad_pad) == errno.EINVAL
+    vm.deassign_iofd(MMIO_BASE, 4, efd.fd)  # still registered, so this succeeds
 
 
 def test_bad_fds(vm: Vm) -> None:
@@ -285,11 +282,11 @@ def test_bad_fds(vm: Vm) -> None:
     closed = os.dup(read_end)
     os.close(closed)
     try:
-        assert errno_of(lambda: vm.iofd(MMIO_BASE, 4, -1)) == errno.EBADF
-        assert errno_of(lambda: vm.iofd(MMIO_BASE, 4, closed)) == errno.EBADF
-        assert errno_of(lambda: vm.iofd(MMIO_BASE, 4, read_end)) == errno.EINVAL  # not an eventfd
-        assert errno_of(lambda: vm.iofd(PIO_BASE, 4, write_end, pio=True)) == errno.EINVAL
-        assert errno_of(lambda: vm.iofd(MMIO_BASE, 4, -1, deassign=True)) == errno.EBADF
+        assert vm.try_ioctl(KVM_IOFD, iofd_args(MMIO_BASE, 4, -1)) == errno.EBADF
+        assert vm.try_ioctl(KVM_IOFD, iofd_args(MMIO_BASE, 4, closed)) == errno.EBADF
+        assert vm.try_ioctl(KVM_IOFD, iofd_args(MMIO_BASE, 4, read_end)) == errno.EINVAL  # not an eventfd
+        assert vm.try_ioctl(KVM_IOFD, iofd_args(PIO_BASE, 4, write_end, pio=True)) == errno.EINVAL
+        assert vm.try_ioctl(KVM_IOFD, iofd_args(MMIO_BASE, 4, -1, deassign=True)) == errno.EBADF
     finally:
         os.close(read_end)
         os.close(write_end)
@@ -310,19 +307,19 @@ def test_overlapping_iofd_is_eexist(
     vm: Vm, efd: EventFd, efd2: EventFd, bus: str, offset: int, length: int
 ) -> None:
     pio = bus == "pio"
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+    vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
     for fd in (efd.fd, efd2.fd):  # same or another eventfd: the range is taken
-        assert errno_of(lambda fd=fd: vm.iofd(BASES[bus] + offset, length, fd, pio=pio)) == (errno.EEXIST)
+        assert vm.try_ioctl(KVM_IOFD, iofd_args(BASES[bus] + offset, length, fd, pio=pio)) == errno.EEXIST
 
 
 @pytest.mark.parametrize("bus", BUSES)
 def test_adjacent_ranges_and_other_bus_do_not_overlap(vm: Vm, efd: EventFd, efd2: EventFd, bus: str) -> None:
     pio = bus == "pio"
     base = BASES[bus]
-    vm.iofd(base, RANGE_LEN, efd.fd, pio=pio)
-    vm.iofd(base + RANGE_LEN, RANGE_LEN, efd2.fd, pio=pio)  # right after
-    vm.iofd(base - RANGE_LEN, RANGE_LEN, efd2.fd, pio=pio)  # right before
-    vm.iofd(base, RANGE_LEN, efd2.fd, pio=not pio)  # same numbers, other bus
+    vm.assign_iofd(base, RANGE_LEN, efd.fd, pio=pio)
+    vm.assign_iofd(base + RANGE_LEN, RANGE_LEN, efd2.fd, pio=pio)  # right after
+    vm.assign_iofd(base - RANGE_LEN, RANGE_LEN, efd2.fd, pio=pio)  # right before
+    vm.assign_iofd(base, RANGE_LEN, efd2.fd, pio=not pio)  # same numbers, other bus
     result = run(
         vm,
         programs.access_sequence([Access(bus, base + RANGE_LEN - 1, 1), Access(bus, base + RANGE_LEN, 1)]),
@@ -343,27 +340,27 @@ def test_bus_limit_is_enospc_per_bus_and_per_vm(vm: Vm, efd: EventFd, bus: str) 
     registered = 0
     for i in range(BUS_LIMIT + 1):
         try:
-            vm.iofd(base + i, 1, efd.fd, pio=pio)
+            vm.assign_iofd(base + i, 1, efd.fd, pio=pio)
         except OSError as exc:
             assert exc.errno == errno.ENOSPC, f"iofd #{i}: {exc}"
             break
         registered += 1
     assert registered == BUS_LIMIT, "ENOSPC must come at exactly the bus limit, on an empty bus"
     spare = base + BUS_LIMIT + 8  # free and not adjacent
-    assert errno_of(lambda: vm.iofd(spare, 1, efd.fd, pio=pio)) == errno.ENOSPC
-    assert errno_of(lambda: vm.iofd(base, 1, efd.fd, pio=pio)) == errno.EEXIST  # EEXIST comes first
-    vm.iofd(BASES[other_bus], RANGE_LEN, efd.fd, pio=not pio)  # the other bus still accepts
+    assert vm.try_ioctl(KVM_IOFD, iofd_args(spare, 1, efd.fd, pio=pio)) == errno.ENOSPC
+    assert vm.try_ioctl(KVM_IOFD, iofd_args(base, 1, efd.fd, pio=pio)) == errno.EEXIST  # EEXIST comes first
+    vm.assign_iofd(BASES[other_bus], RANGE_LEN, efd.fd, pio=not pio)  # the other bus still accepts
     with Vm() as other:  # and so does another VM's bus
-        other.iofd(spare, 1, efd.fd, pio=pio)
+        other.assign_iofd(spare, 1, efd.fd, pio=pio)
     # Deassign one: exactly one more fits.
-    vm.iofd(base + 7, 1, efd.fd, pio=pio, deassign=True)
-    vm.iofd(spare, 1, efd.fd, pio=pio)
-    assert errno_of(lambda: vm.iofd(spare + 2, 1, efd.fd, pio=pio)) == errno.ENOSPC
+    vm.deassign_iofd(base + 7, 1, efd.fd, pio=pio)
+    vm.assign_iofd(spare, 1, efd.fd, pio=pio)
+    assert vm.try_ioctl(KVM_IOFD, iofd_args(spare + 2, 1, efd.fd, pio=pio)) == errno.ENOSPC
     # Ioeventfds do not count: with one in the freed place, an iofd still fits.
-    vm.iofd(spare, 1, efd.fd, pio=pio, deassign=True)
+    vm.deassign_iofd(spare, 1, efd.fd, pio=pio)
     vm.ioeventfd(base + 7, 1, efd.fd, pio=pio)
-    vm.iofd(spare, 1, efd.fd, pio=pio)
-    assert errno_of(lambda: vm.iofd(spare + 2, 1, efd.fd, pio=pio)) == errno.ENOSPC
+    vm.assign_iofd(spare, 1, efd.fd, pio=pio)
+    assert vm.try_ioctl(KVM_IOFD, iofd_args(spare + 2, 1, efd.fd, pio=pio)) == errno.ENOSPC
     # The full bus still dispatches: the last iofd and the ioeventfd take their writes.
     efd.drain()
     accesses = [Access(bus, base + BUS_LIMIT - 1, 1), Access(bus, base + 7, 1)]
@@ -375,25 +372,25 @@ def test_bus_limit_is_enospc_per_bus_and_per_vm(vm: Vm, efd: EventFd, bus: str) 
 def test_deassign_of_unassigned_is_enoent(vm: Vm, efd: EventFd, efd2: EventFd, bus: str) -> None:
     pio = bus == "pio"
     base = BASES[bus]
-    assert errno_of(lambda: vm.iofd(base, RANGE_LEN, efd.fd, pio=pio, deassign=True)) == (errno.ENOENT)
-    vm.iofd(base, RANGE_LEN, efd.fd, pio=pio)
-    mismatches: dict[str, Callable[[], None]] = {
-        "addr": lambda: vm.iofd(base + 1, RANGE_LEN, efd.fd, pio=pio, deassign=True),
-        "len": lambda: vm.iofd(base, RANGE_LEN - 1, efd.fd, pio=pio, deassign=True),
-        "eventfd": lambda: vm.iofd(base, RANGE_LEN, efd2.fd, pio=pio, deassign=True),
-        "bus": lambda: vm.iofd(base, RANGE_LEN, efd.fd, pio=not pio, deassign=True),
+    assert vm.try_ioctl(KVM_IOFD, iofd_args(base, RANGE_LEN, efd.fd, pio=pio, deassign=True)) == errno.ENOENT
+    vm.assign_iofd(base, RANGE_LEN, efd.fd, pio=pio)
+    mismatches: dict[str, KvmIofd] = {
+        "addr": iofd_args(base + 1, RANGE_LEN, efd.fd, pio=pio, deassign=True),
+        "len": iofd_args(base, RANGE_LEN - 1, efd.fd, pio=pio, deassign=True),
+        "eventfd": iofd_args(base, RANGE_LEN, efd2.fd, pio=pio, deassign=True),
+        "bus": iofd_args(base, RANGE_LEN, efd.fd, pio=not pio, deassign=True),
     }
-    got = {name: errno_of(call) for name, call in mismatches.items()}
+    got = {name: vm.try_ioctl(KVM_IOFD, args) for name, args in mismatches.items()}
     assert got == dict.fromkeys(mismatches, errno.ENOENT)
-    vm.iofd(base, RANGE_LEN, efd.fd, pio=pio, deassign=True)  # the real one is still there
-    assert errno_of(lambda: vm.iofd(base, RANGE_LEN, efd.fd, pio=pio, deassign=True)) == (errno.ENOENT)
+    vm.deassign_iofd(base, RANGE_LEN, efd.fd, pio=pio)  # the real one is still there
+    assert vm.try_ioctl(KVM_IOFD, iofd_args(base, RANGE_LEN, efd.fd, pio=pio, deassign=True)) == errno.ENOENT
 
 
 def test_deassign_matches_the_eventfd_not_the_fd_number(vm: Vm, efd: EventFd) -> None:
-    vm.iofd(MMIO_BASE, RANGE_LEN, efd.fd)
+    vm.assign_iofd(MMIO_BASE, RANGE_LEN, efd.fd)
     dup = os.dup(efd.fd)
     try:
-        vm.iofd(MMIO_BASE, RANGE_LEN, dup, deassign=True)
+        vm.deassign_iofd(MMIO_BASE, RANGE_LEN, dup)
     finally:
         os.close(dup)
 
@@ -402,7 +399,7 @@ def test_deassign_matches_the_eventfd_not_the_fd_number(vm: Vm, efd: EventFd) ->
 @pytest.mark.parametrize("bus", BUSES)
 def test_iofd_and_ioeventfd_on_different_addresses(vm: Vm, efd: EventFd, efd2: EventFd, bus: str) -> None:
     pio = bus == "pio"
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+    vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
     vm.ioeventfd(OTHER[bus], 2, efd2.fd, pio=pio)
     accesses = [Access(bus, BASES[bus] + 1, 2), Access(bus, OTHER[bus], 2)] * N
     assert_stayed_in_kernel(run(vm, programs.access_sequence(accesses)))
@@ -415,21 +412,19 @@ def test_ioeventfd_inside_iofd_is_eexist(
     vm: Vm, efd: EventFd, efd2: EventFd, bus: str, ioeventfd_len: int
 ) -> None:
     pio = bus == "pio"
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
+    vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)
     for offset in (0, RANGE_LEN - 1):
-        call = lambda offset=offset: vm.ioeventfd(  # noqa: E731
-            BASES[bus] + offset, ioeventfd_len, efd2.fd, pio=pio
-        )
-        assert errno_of(call) == errno.EEXIST
+        args = ioeventfd_args(BASES[bus] + offset, ioeventfd_len, efd2.fd, pio=pio)
+        assert vm.try_ioctl(KVM_IOEVENTFD, args) == errno.EEXIST
 
 
 @pytest.mark.parametrize("bus", BUSES)
 def test_iofd_over_ioeventfd_is_eexist(vm: Vm, efd: EventFd, efd2: EventFd, bus: str) -> None:
     pio = bus == "pio"
     vm.ioeventfd(BASES[bus] + 3, 1, efd2.fd, pio=pio)
-    assert errno_of(lambda: vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=pio)) == errno.EEXIST
-    vm.iofd(BASES[bus] + 4, 4, efd.fd, pio=pio)  # right after it is fine
-    vm.iofd(BASES[bus] - 1, 4, efd.fd, pio=pio)  # right before it is fine
+    assert vm.try_ioctl(KVM_IOFD, iofd_args(BASES[bus], RANGE_LEN, efd.fd, pio=pio)) == errno.EEXIST
+    vm.assign_iofd(BASES[bus] + 4, 4, efd.fd, pio=pio)  # right after it is fine
+    vm.assign_iofd(BASES[bus] - 1, 4, efd.fd, pio=pio)  # right before it is fine
 
 
 @pytest.mark.parametrize("bus", BUSES)
@@ -482,7 +477,7 @@ def test_iofd_feeds_the_doorbell_in_kernel(vm: Vm, efd: EventFd, doorbell: Doorb
     """The point of the series: guest writes reach the device model with no exit."""
     doorbell.reset()
     doorbell.attach(efd.fd)
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
     vm.load(write_loop(bus, N, 4, BASES[bus]))
     result = run_native(vm.create_vcpu(), timeout_s=TIMEOUT_S)
     assert (result.exits, result.end) == (1, "done")
@@ -491,7 +486,7 @@ def test_iofd_feeds_the_doorbell_in_kernel(vm: Vm, efd: EventFd, doorbell: Doorb
 
 @pytest.mark.parametrize("bus", BUSES)
 def test_native_loop_with_iofd_exits_once(vm: Vm, efd: EventFd, bus: str) -> None:
-    vm.iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
+    vm.assign_iofd(BASES[bus], RANGE_LEN, efd.fd, pio=bus == "pio")
     vm.load(write_loop(bus, N, 2, BASES[bus]))
     result = run_native(vm.create_vcpu(), timeout_s=TIMEOUT_S)
     assert (result.exits, result.device_exits, result.end) == (1, 0, "done")

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import itertools
 import os
 import random
@@ -62,6 +61,7 @@ from payload.doorbell import Doorbell
 from payload.guest import programs
 from payload.guest.asm import Asm
 from payload.kvm import uapi
+from payload.kvm.call import ioctl
 from payload.kvm.vmm import Vcpu, Vm, unavailable
 from payload.native import build
 from payload.native.loop import LoopResult
@@ -74,7 +74,7 @@ DOORBELL_PATH = "/dev/doorbell"
 RANGE_LEN = 8
 BASES = {"pio": 0x0700, "mmio": 0x9100}
 FLAG_ADDR = 0x0A00  # RAM; the test writes non-zero to stop the guest
-COUNT_ADDR = 0x0A10  # RAM; the guest stores ESI (minus the write count) after each write
+COUNT_ADDR = 0x0A10  # RAM; the guest stores ESI (the write count) after each write
 
 BUS_LIMIT = 1000
 """api.rst 8.42: devices other than ioeventfds per io bus, then ENOSPC."""
@@ -96,7 +96,7 @@ if _WHY:
 
 # --- the guest ---------------------------------------------------------------------
 def writer_program(bus: str) -> programs.Program:
-    """Write a byte to the range until FLAG_ADDR is non-zero; report -count."""
+    """Write a byte to the range until FLAG_ADDR is non-zero; report the count."""
     a = Asm(programs.LOAD_ADDR)
     a.mov_imm("eax", programs.PATTERN)
     if bus == "pio":
@@ -107,7 +107,7 @@ def writer_program(bus: str) -> programs.Program:
         a.out_dx(1)
     else:
         a.store(BASES["mmio"], "al")
-    a.dec("esi")
+    a.inc("esi")
     a.store(COUNT_ADDR, "esi")
     a.load("cx", FLAG_ADDR)
     a.or_reg("cx", "cx")
@@ -122,11 +122,6 @@ def writer_program(bus: str) -> programs.Program:
     a.hlt()
     a.jmp("halt")
     return programs.Program("stress_writer", a.assemble(), a.origin, 0, tuple(a.listing()), a.labels)
-
-
-def _count(value: int) -> int:
-    """Writes, from the guest's ESI (which counts down from 0)."""
-    return -value & 0xFFFFFFFF
 
 
 # --- the pieces of one run ------------------------------------------------------------------
@@ -244,7 +239,7 @@ def test_writer_with_disruptors(combo: str, bus: str) -> None:
                 raise
 
     try:
-        vm.iofd(base, RANGE_LEN, shared.efd, pio=pio)
+        vm.assign_iofd(base, RANGE_LEN, shared.efd, pio=pio)
         db.attach(shared.efd)
         program = writer_program(bus)
         vm.load(program)
@@ -255,15 +250,13 @@ def test_writer_with_disruptors(combo: str, bus: str) -> None:
         # --- the disruptors ---
         vm_fd = vm.fd  # a's own copy of the number: d may close it under a
 
-        def iofd(fd: int, flags: int) -> None:
-            pio_flag = uapi.KVM_IOFD_FLAG_PIO if pio else 0
-            args = uapi.KvmIofd(addr=base, len=RANGE_LEN, fd=fd, flags=flags | pio_flag)
-            fcntl.ioctl(vm_fd, uapi.KVM_IOFD, args)
+        def iofd(fd: int, deassign: bool) -> None:
+            ioctl(vm_fd, uapi.KVM_IOFD, uapi.iofd_args(base, RANGE_LEN, fd, pio=pio, deassign=deassign))
 
         def toggle() -> None:
             fd = shared.efd
-            attempt(a_allowed, lambda: iofd(fd, uapi.KVM_IOFD_FLAG_DEASSIGN))
-            attempt(a_allowed, lambda: iofd(fd, 0))
+            attempt(a_allowed, lambda: iofd(fd, True))
+            attempt(a_allowed, lambda: iofd(fd, False))
 
         def close_eventfd() -> None:
             old, shared.efd = shared.efd, os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -311,7 +304,7 @@ def test_writer_with_disruptors(combo: str, bus: str) -> None:
         out = vcpu_result.out
         ret = vcpu_result.ret
         exited = out.io_exits + out.mmio_exits
-        stored = _count(int.from_bytes(vm.read(COUNT_ADDR, 4), "little"))
+        stored = int.from_bytes(vm.read(COUNT_ADDR, 4), "little")
         attempt({errno.ENOENT} if with_b else set(), db.detach)
         signalled = db.count + (0 if with_b else _take(shared.efd))
         summary = (
@@ -322,7 +315,7 @@ def test_writer_with_disruptors(combo: str, bus: str) -> None:
 
         if ret == 0:
             assert out.end == 2, summary  # LOOP_END_DONE
-            assert _count(out.done_value) == stored, summary
+            assert out.done_value == stored, summary
             pending = 0
         else:
             assert with_d, f"KVM_RUN failed without d: {os.strerror(-ret)}; {summary}"
@@ -359,7 +352,7 @@ def test_two_vcpus_and_a_toggler_count_every_write_once() -> None:
     shared = Shared(efd=efd)
     threads: list[threading.Thread] = []
     try:
-        vm.iofd(base, RANGE_LEN, efd, pio=pio)
+        vm.assign_iofd(base, RANGE_LEN, efd, pio=pio)
         db.attach(efd)
         program = writer_program("pio")
         vm.load(program)
@@ -368,8 +361,8 @@ def test_two_vcpus_and_a_toggler_count_every_write_once() -> None:
         threads = [_vcpu_thread(v, r, SECONDS + 3 * JOIN_S) for v, r in zip(vcpus, results, strict=True)]
 
         def toggle() -> None:
-            vm.iofd(base, RANGE_LEN, efd, pio=pio, deassign=True)
-            vm.iofd(base, RANGE_LEN, efd, pio=pio)
+            vm.deassign_iofd(base, RANGE_LEN, efd, pio=pio)
+            vm.assign_iofd(base, RANGE_LEN, efd, pio=pio)
 
         toggler = threading.Thread(target=_guarded(shared, "a", toggle), daemon=True)
         for t in threads:
@@ -383,12 +376,12 @@ def test_two_vcpus_and_a_toggler_count_every_write_once() -> None:
         assert not toggler.is_alive() and not any(stuck), "a thread did not stop"
         assert not shared.errors, shared.errors
         assert [r.ret for r in results] == [0, 0], [r.error for r in results]
-        writes = sum(_count(r.out.done_value) for r in results)
+        writes = sum(r.out.done_value for r in results)
         exited = sum(r.out.io_exits for r in results)
         db.detach()
         signalled = db.count + _take(efd)
         print(f"2 vCPUs: {writes} writes, {exited} exited, {signalled} signalled, rounds {shared.rounds}")
-        assert all(_count(r.out.done_value) > 0 for r in results)
+        assert all(r.out.done_value > 0 for r in results)
         assert signalled + exited == writes
     finally:
         db.close()
@@ -422,14 +415,11 @@ def test_concurrent_assign_deassign_keeps_the_books() -> None:
             held: set[tuple[str, bool, int, int]] = set()
 
             def call(kind: str, pio: bool, addr: int, length: int, deassign: bool) -> int:
-                try:
-                    if kind == "iofd":
-                        vm.iofd(addr, length, efds[i], pio=pio, deassign=deassign)
-                    else:
-                        vm.ioeventfd(addr, length, efds[i], pio=pio, deassign=deassign)
-                except OSError as exc:
-                    return exc.errno or -1
-                return 0
+                if kind == "iofd":
+                    args = uapi.iofd_args(addr, length, efds[i], pio=pio, deassign=deassign)
+                    return vm.try_ioctl(uapi.KVM_IOFD, args)
+                args = uapi.ioeventfd_args(addr, length, efds[i], pio=pio, deassign=deassign)
+                return vm.try_ioctl(uapi.KVM_IOEVENTFD, args)
 
             def run() -> None:
                 try:
@@ -475,14 +465,14 @@ def test_concurrent_assign_deassign_keeps_the_books() -> None:
         print(f"{sum(done)} assign/deassign calls by {n_threads} threads")
         # Nothing is left: the whole region is free on both buses ...
         for pio in (False, True):
-            vm.iofd(0x400, 0x100, efds[0], pio=pio)
-            vm.iofd(0x400, 0x100, efds[0], pio=pio, deassign=True)
+            vm.assign_iofd(0x400, 0x100, efds[0], pio=pio)
+            vm.deassign_iofd(0x400, 0x100, efds[0], pio=pio)
         # ... and each bus's device count is back to zero: exactly BUS_LIMIT fit.
         for pio, base in ((False, 0x100000), (True, 0x1000)):
             fitted = 0
             for k in range(BUS_LIMIT + 1):
                 try:
-                    vm.iofd(base + k, 1, efds[0], pio=pio)
+                    vm.assign_iofd(base + k, 1, efds[0], pio=pio)
                 except OSError as exc:
                     assert exc.errno == errno.ENOSPC, f"{'pio' if pio else 'mmio'} iofd #{k}: {exc}"
                     break
