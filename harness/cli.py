@@ -20,8 +20,8 @@ from harness.kselftest import run as kselftest
 from harness.progress import say
 from harness.settings import Settings
 from harness.vm import boot, session, smoke
-from payload.bench import modes as bench_modes
 from payload.errors import ActionableError
+from payload.vmexit import modes as bench_modes
 
 BENCH_ITERATIONS = bench_modes.DEFAULT_ITERATIONS
 BENCH_TRIALS = bench_modes.DEFAULT_TRIALS

@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.bench import summary
-from payload.bench import modes
+from payload.vmexit import modes
 
 COLOURS = {
     "userspace": "#c0504d",

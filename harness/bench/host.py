@@ -23,12 +23,12 @@ from harness.kernel.pipeline import Kernel
 from harness.progress import phase, say
 from harness.vm import session
 from harness.vm.boot import BootOptions
-from payload.bench import modes
-from payload.bench.modes import runner_timeout
 from payload.cpu import cpu_model
 from payload.device import model as device_model
 from payload.native import bank as bank_loop
 from payload.native import build as native_build
+from payload.vmexit import modes
+from payload.vmexit.modes import runner_timeout
 
 
 def qemu_version() -> str:

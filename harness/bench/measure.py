@@ -1,7 +1,7 @@
 """Run the benchmark runner on a machine (the test VM, an SSH host) and fetch its raw data.
 
 Judging and rendering are left to the caller: the verdict is made once,
-on what this fetched (:func:`payload.bench.checks.verify`, which
+on what this fetched (:func:`payload.vmexit.checks.verify`, which
 :func:`harness.bench.summary.summarize` applies before any number is
 reported); each caller knows what the record says about where it was
 measured, and the VM's caller renders only once the VM is down, so
@@ -44,7 +44,7 @@ def measure(machine: Machine, n: int, trials: int, raw: Path, timeout: float) ->
     unjudged, also written to *raw* here (kept, to look at, whatever the
     verdict on it)."""
     remote = f"{machine.scratch}/{RAW}"
-    return _run_and_fetch(machine, f"payload.bench.runner --iterations {n} --trials {trials} "
+    return _run_and_fetch(machine, f"payload.vmexit.runner --iterations {n} --trials {trials} "
                                    f"--out {shlex.quote(remote)}",
                           remote, raw, timeout, "the benchmark", "the benchmark runner")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.bench import summary, targets
-from payload.bench import modes
+from payload.vmexit import modes
 
 SEED = {  # the 2009 posting: rtt in µs, and whether it was measured
     "qemu-mmio": (9.09, "measured"),
@@ -541,7 +541,7 @@ def terminal_checks(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def build(raw: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
-    """The bench record of a run that passed its verdict (:func:`payload.bench.checks.verify`),
+    """The bench record of a run that passed its verdict (:func:`payload.vmexit.checks.verify`),
     with its targets evaluated."""
     bench = summary.summarize(raw, env)
     bench["targets"] = targets.evaluate(bench)

@@ -24,7 +24,7 @@ the same keys.
 Definitions: rtt = trial wall time / N, the time per guest write including
 its share of the one final exit; ``iops`` = 1e6 / median rtt, as in the
 2009 posting where iops is the reciprocal of rtt.  ``doorbell_exact`` is
-the verdict's doorbell check (:func:`payload.bench.checks.verify`): every
+the verdict's doorbell check (:func:`payload.vmexit.checks.verify`): every
 trial's doorbell count equalled what the mode must produce (N where the
 write rings it, 0 for ``kernel-pio`` and ``cpuid``, which no write rings).
 """
@@ -37,8 +37,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from harness.bench import targets
-from payload.bench import checks, modes
 from payload.device import checks as device_checks
+from payload.vmexit import checks, modes
 
 SCHEMA = 1
 ENV_KEYS = ("series", "accel", "host_cpu")
@@ -119,7 +119,7 @@ DEVICE_KEYS = ("scenario", "schema", "kernel", "writes", "rounds", "seed", "queu
 
 def device(dev: Mapping[str, Any] | None, found: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The doorbell-bank scenario's record (None when it did not run), from
-    an output that passed :func:`payload.bench.checks.verify`, whose checks
+    an output that passed :func:`payload.vmexit.checks.verify`, whose checks
     table is ``found``.
 
     Keys: :data:`DEVICE_KEYS` as the scenario wrote them; ``variants``
@@ -151,7 +151,7 @@ def _readable(raw: Mapping[str, Any]) -> None:
 
 
 def summarize(raw: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
-    """Judge ``raw`` (:func:`payload.bench.checks.verify`, the run's one
+    """Judge ``raw`` (:func:`payload.vmexit.checks.verify`, the run's one
     verdict: a failed check raises :class:`checks.CountMismatch` with its
     problems) and reduce it.
 

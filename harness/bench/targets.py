@@ -7,7 +7,7 @@ short.
 
 Targets are performance ratios only.  Counts, exits, the guest's
 iterations, buffer contents and path proofs are checks
-(:func:`payload.bench.checks.verify`): a failed check fails the run before
+(:func:`payload.vmexit.checks.verify`): a failed check fails the run before
 any target is evaluated.
 
 The scale rows each have a target against their 0-registration row
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from payload import stats
-from payload.bench import modes
+from payload.vmexit import modes
 
 RatioTarget = stats.Target
 """paired median of a / b ``op`` limit, a and b being modes."""

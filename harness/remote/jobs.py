@@ -22,8 +22,8 @@ from harness.remote import setup
 from harness.remote.address import Address
 from harness.remote.connection import Remote, RemoteError
 from harness.remote.host import Host
-from payload.bench.modes import runner_timeout
 from payload.errors import ActionableError
+from payload.vmexit.modes import runner_timeout
 
 JUNIT = "junit-payload.xml"
 PYTEST_LOG = "pytest.log"

@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.bench import summary, targets
 from harness.remote.jobs import Outcome
-from payload.bench import modes
+from payload.vmexit import modes
 
 RATIOS = (("userspace-pio", "iofd-pio"), ("userspace-mmio", "iofd-mmio"),
           ("iofd-pio", "ioeventfd-pio"), ("iofd-mmio", "ioeventfd-mmio"),

@@ -11,7 +11,7 @@ Two kinds, by where their data is:
   one's exits, signals, consumed tails, registrations and recorded run
   problems (:func:`variant_checks`), and its deassign proof
   (:func:`path_problems`).  The runner only writes the output; the verdict
-  is made once, on the host, by :func:`payload.bench.checks.verify`, which
+  is made once, on the host, by :func:`payload.vmexit.checks.verify`, which
   calls this.
 """
 

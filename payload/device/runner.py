@@ -5,7 +5,7 @@ variants of :mod:`payload.device.model` on the same guest work and prints
 one JSON object on stdout (progress goes to stderr).  It makes no verdict:
 the checks on the output are :func:`payload.device.checks.output_checks`,
 which ``make bench`` applies on the host (through
-:func:`payload.bench.checks.verify`), and the targets are the host's
+:func:`payload.vmexit.checks.verify`), and the targets are the host's
 (:mod:`harness.bench.targets`).  Each run's own problems (what the device
 thread and KVM_RUN saw, which only the run has) are recorded in it by the rig.
 

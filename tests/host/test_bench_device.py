@@ -14,7 +14,7 @@ import pytest
 
 from harness.bench import chart, report, summary, targets
 from payload import stats
-from payload.bench import checks
+from payload.vmexit import checks
 from tests.host.test_bench_report import ENV, make_raw
 
 WRITES = 400

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from payload.bench import modes
-from payload.bench.rig import program
 from payload.guest import hypercall, programs
 from payload.guest.programs import Program
+from payload.vmexit import modes
+from payload.vmexit.rig import program
 from tests.host import test_asm
 
 N = 5

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from harness.bench import report, summary, targets
-from payload.bench import checks, modes
 from payload.cpu import cpu_model
+from payload.vmexit import checks, modes
 
 N = 1000
 T = 5
@@ -34,7 +34,7 @@ GOOD = {
 SPREAD = (-0.4, -0.1, 0.0, 0.2, 0.5)  # per-trial offsets around the median, µs
 
 # What every trial and path proof must hold, written out by hand (issue 17):
-# the fixture must not ask payload.bench.modes or checks what to expect, or
+# the fixture must not ask payload.vmexit.modes or checks what to expect, or
 # a wrong rule there would make its own data and pass its own check.
 ENOSYS_U32 = 0xFFFFFC18  # -1000 (-KVM_ENOSYS) as the guest's 32-bit EAX
 IOFD_PATH = {"registered_with": "KVM_IOFD", "other": "KVM_IOEVENTFD",

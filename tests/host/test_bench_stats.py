@@ -9,7 +9,7 @@ import pytest
 
 from harness.bench import targets
 from payload import stats
-from payload.bench import modes
+from payload.vmexit import modes
 
 
 # --- paired ratios -------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 from harness.bench.measure import RAW, measure
 from harness.errors import HarnessError
 from harness.machine import Machine, Result, env_command, run_pytest
-from payload.bench.checks import CountMismatch
+from payload.vmexit.checks import CountMismatch
 
 
 class FakeMachine:
@@ -88,9 +88,9 @@ sys.exit({rc})
 
 
 def fake_runner(machine: FakeMachine, rc: int, problems: tuple[str, ...] = ()) -> None:
-    """Put a runner that exits *rc* where ``-m payload.bench.runner`` finds it
+    """Put a runner that exits *rc* where ``-m payload.vmexit.runner`` finds it
     first (a package, so that the real one cannot win)."""
-    pkg = machine.root / "payload" / "bench"
+    pkg = machine.root / "payload" / "vmexit"
     pkg.mkdir(parents=True)
     (machine.root / "payload" / "__init__.py").write_text("")
     (pkg / "__init__.py").write_text("")
@@ -113,7 +113,7 @@ def test_measure_returns_the_raw_data_fetched_here(machine: FakeMachine, tmp_pat
 
 def test_measure_leaves_the_verdict_to_the_host(machine: FakeMachine, tmp_path: Path) -> None:
     """The runner makes no verdict: measure returns what it wrote, unjudged
-    (payload.bench.checks.verify judges it once, in summarize), and keeps it."""
+    (payload.vmexit.checks.verify judges it once, in summarize), and keeps it."""
     fake_runner(machine, 0, ("cpuid trial 0: kvm_runs 3, want 4",))
     data = measure(machine, 5, 1, tmp_path / RAW, timeout=60.0)
     assert data["problems"] == ["cpuid trial 0: kvm_runs 3, want 4"]

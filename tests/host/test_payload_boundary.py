@@ -9,7 +9,7 @@ payload module imports, with no site-packages at all, from the tarball
 
 The other way round, the host may import the payload's pure modules (the
 modes, the checks) but never a runner: a bench run's verdict is
-:func:`payload.bench.checks.verify` on what the runners wrote, made once.
+:func:`payload.vmexit.checks.verify` on what the runners wrote, made once.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def test_every_payload_module_imports_from_the_shipped_bundle(tmp_path: Path) ->
                      for p in (tmp_path / "host" / "payload").rglob("*.py")
                      if p.name != "__main__.py")
     modules = [m.removesuffix(".__init__") for m in modules]
-    assert "payload.bench.runner" in modules and "payload.fuzz" in modules
+    assert "payload.vmexit.runner" in modules and "payload.fuzz" in modules
     # -E: no PYTHONPATH; -s: no user site; -S: no site-packages, not even the venv's.
     code = ("import importlib, sys\n"
             "for m in sys.argv[1:]:\n"
@@ -84,7 +84,7 @@ def test_every_payload_module_imports_from_the_shipped_bundle(tmp_path: Path) ->
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize("module", ["payload.bench.runner", "payload.fuzz", "payload.hostinfo"])
+@pytest.mark.parametrize("module", ["payload.vmexit.runner", "payload.fuzz", "payload.hostinfo"])
 def test_payload_entry_points_run_without_site_packages(tmp_path: Path, module: str) -> None:
     """``--help`` (or the probe itself) runs from the bundle alone."""
     with tarfile.open(bundle.build(tmp_path / "b.tgz", with_pytest=False)) as tar:
@@ -112,7 +112,7 @@ def test_a_bench_run_imports_no_payload_runner_on_the_host() -> None:
     imported in a fresh interpreter: no payload runner comes with them, and
     the one verdict's modules do."""
     runners = payload_runners()
-    assert {"payload.bench.runner", "payload.device.runner", "payload.device.__main__"} <= runners
+    assert {"payload.vmexit.runner", "payload.device.runner", "payload.device.__main__"} <= runners
     walk = [f"harness.bench.{p.stem}" for p in sorted((paths.REPO / "harness" / "bench").glob("*.py"))
             if p.stem != "__init__"] + ["harness.remote.jobs"]
     code = ("import importlib, sys\n"
@@ -124,6 +124,6 @@ def test_a_bench_run_imports_no_payload_runner_on_the_host() -> None:
     assert r.returncode == 0, r.stderr
     loaded = set(r.stdout.split())
     assert "harness.bench.host" in loaded and "harness.bench.summary" in loaded
-    assert {"payload.bench.checks", "payload.device.checks"} <= loaded
+    assert {"payload.vmexit.checks", "payload.device.checks"} <= loaded
     assert loaded & runners == set()
 

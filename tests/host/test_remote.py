@@ -135,7 +135,7 @@ def names(tgz: Path) -> list[str]:
 def test_bundle_is_the_payload_package_and_nothing_stale(tmp_path: Path) -> None:
     got = names(bundle.build(tmp_path / "p.tgz", with_pytest=True))
     assert not [n for n in got if n.startswith(("harness/", "tests/host/", "tests/vm/"))]
-    for need in ("payload/bench/runner.py", "payload/native/vmexit_loop.c",
+    for need in ("payload/vmexit/runner.py", "payload/native/vmexit_loop.c",
                  "payload/hostinfo.py", "tests/payload/test_doorbell.py",
                  "doorbell-module/doorbell.c", "doorbell-module/Kbuild", "pyproject.toml",
                  "lib/pytest/__init__.py", "lib/pluggy/__init__.py"):
@@ -296,7 +296,7 @@ def test_a_count_mismatch_on_a_host_is_its_error_not_a_crash(
     """CountMismatch comes from the payload's checks (not a HarnessError): a
     host whose counts are off gets it as its error, with no traceback file."""
     from harness.remote import jobs
-    from payload.bench.checks import CountMismatch
+    from payload.vmexit.checks import CountMismatch
 
     class FakeRemote:
         def __init__(self, address: Address) -> None:

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from payload.bench import checks, doorbells, modes
-from payload.bench.modes import ACCESS_SIZE, IOFD_RANGE_LEN
-from payload.bench.rig import Rig
-from payload.bench.runner import measure
 from payload.guest.hypercall import HV_STATUS_INVALID_HYPERCALL_INPUT
 from payload.guest.programs import MMIO_ADDR, PIO_PORT
+from payload.vmexit import checks, doorbells, modes
+from payload.vmexit.modes import ACCESS_SIZE, IOFD_RANGE_LEN
+from payload.vmexit.rig import Rig
+from payload.vmexit.runner import measure
 
 if not os.environ.get("DOORBELL_KO"):
     pytest.skip(
@@ -239,7 +239,7 @@ def test_runner_cli_writes_raw_that_the_checks_accept(tmp_path: Path) -> None:
     """The raw file passes the same checks the host's report applies first."""
     out = tmp_path / "raw.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "payload.bench.runner", "--iterations", str(N), "--trials", "1",
+        [sys.executable, "-m", "payload.vmexit.runner", "--iterations", str(N), "--trials", "1",
          "--modes", "iofd-pio,kernel-pio", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )

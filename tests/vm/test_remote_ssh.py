@@ -100,7 +100,7 @@ def test_bench_on_two_hosts_one_of_which_drops(sshd: int, vm: Session,
         # Cut the second host once a benchmark runs on the guest: mid-run.
         deadline = time.monotonic() + 1200  # the debug kernel is slow to get there
         while proc.poll() is None and time.monotonic() < deadline:
-            if vm.run("pgrep -f payload.bench.runner", check_splats=False).rc == 0:
+            if vm.run("pgrep -f payload.vmexit.runner", check_splats=False).rc == 0:
                 fwd.cut()
                 break
             time.sleep(1)

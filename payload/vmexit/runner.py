@@ -1,4 +1,4 @@
-"""Guest-side benchmark: ``python -m payload.bench.runner --iterations N --trials T --out F``.
+"""Guest-side benchmark: ``python -m payload.vmexit.runner --iterations N --trials T --out F``.
 
 Runs as root inside the test VM, where /dev/kvm and /dev/doorbell are.
 Modes are interleaved round by round, and each round rotates the order by
@@ -11,7 +11,7 @@ guest memory and the MMIO SPTE caches, and proves the mode's counts are
 right before any time is spent measuring.  After the last round every
 eventfd mode proves which ioctl registered it (:meth:`Rig.prove_path`),
 and once the rigs are gone the 1024-doorbell array is registered both ways
-(:mod:`payload.bench.doorbells`).
+(:mod:`payload.vmexit.doorbells`).
 
 The scale rows run in the same rounds as every other mode, so each pairs
 with its 0-registration row round by round.
@@ -20,7 +20,7 @@ The KVM_RUN loop is the native C one: a Python loop costs more per exit
 than the exit itself under TCG and would flatter every in-kernel mode.
 
 The runner makes no verdict: it runs and writes the raw file, and the
-checks are :func:`payload.bench.checks.verify`'s, made once on the host
+checks are :func:`payload.vmexit.checks.verify`'s, made once on the host
 (:mod:`harness.bench.summary`) before any number is reported.  The one
 check it applies itself is to the warm-ups, which only it sees: a mode
 whose warm-up counts are off stops it before the trials (a broken mode
@@ -44,13 +44,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from payload.bench import checks, doorbells, modes
-from payload.bench.rig import Rig
 from payload.cpu import cpu_model
 from payload.cpu import vendor as cpu_vendor
 from payload.doorbell import DEFAULT_PATH as DOORBELL_PATH
 from payload.kvm import uapi
 from payload.kvm.vmm import Vm
+from payload.vmexit import checks, doorbells, modes
+from payload.vmexit.rig import Rig
 
 RAW_SCHEMA = 4
 """2: trials carry ``done_value`` and ``buffer``; the record has ``rounds``
@@ -86,7 +86,7 @@ def measure(n: int, trials: int, names: Sequence[str] = modes.ALL_NAMES,
     warm-up is off), the path proofs, then (with ``array``) the doorbell array.
 
     Returns the raw record (see :func:`harness.bench.summary.summarize`),
-    unjudged but for ``warmup_problems``: :func:`payload.bench.checks.verify`
+    unjudged but for ``warmup_problems``: :func:`payload.vmexit.checks.verify`
     judges it.
     """
     selected = [modes.get(name) for name in names]
@@ -138,7 +138,7 @@ def measure(n: int, trials: int, names: Sequence[str] = modes.ALL_NAMES,
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m payload.bench.runner",
+    p = argparse.ArgumentParser(prog="python -m payload.vmexit.runner",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--iterations", "-n", type=int, default=modes.DEFAULT_ITERATIONS,
                    help=f"guest writes per trial (default {modes.DEFAULT_ITERATIONS})")

@@ -7,8 +7,8 @@ what makes ``kernel-pio`` stay in the kernel, and giving it to everyone
 keeps KVM_RUN's entry/exit work identical across rows.
 
 Every write mode runs the same guest program (N - 1 writes of
-:data:`~payload.bench.modes.WRITE_VALUE`, then one of
-:data:`~payload.bench.modes.LAST_WRITE`), so a buffer mode and its plain
+:data:`~payload.vmexit.modes.WRITE_VALUE`, then one of
+:data:`~payload.vmexit.modes.LAST_WRITE`), so a buffer mode and its plain
 twin differ in nothing but the registration, and a scale row and its
 plain mode in nothing but the other registrations on the bus.
 
@@ -26,7 +26,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from payload import cpu
-from payload.bench.modes import (
+from payload.doorbell import DOORBELL_RING, Doorbell
+from payload.guest import hypercall, programs
+from payload.guest.memmap import STATUS_ADDR
+from payload.guest.programs import ELCR_PORT, Program
+from payload.kvm import uapi
+from payload.kvm.buffer import RegisterBuffer
+from payload.kvm.call import IoctlArg
+from payload.kvm.libc import errno_name
+from payload.kvm.vmm import Vcpu, Vm
+from payload.native import run_native
+from payload.vmexit.modes import (
     ACCESS_SIZE,
     BUFFER_RESET,
     HC_CONN_ID,
@@ -38,16 +48,6 @@ from payload.bench.modes import (
     hot_address,
     neighbour_addresses,
 )
-from payload.doorbell import DOORBELL_RING, Doorbell
-from payload.guest import hypercall, programs
-from payload.guest.memmap import STATUS_ADDR
-from payload.guest.programs import ELCR_PORT, Program
-from payload.kvm import uapi
-from payload.kvm.buffer import RegisterBuffer
-from payload.kvm.call import IoctlArg
-from payload.kvm.libc import errno_name
-from payload.kvm.vmm import Vcpu, Vm
-from payload.native import run_native
 
 CR0_PE = 1 << 0
 NEIGHBOUR_LEN = 1

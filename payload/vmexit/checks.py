@@ -28,7 +28,7 @@ These are *checks*, not targets: a failed check fails the run, whatever
   its own ioctl and is unknown to the other one; a scale row's other
   registrations were never signalled and every one of them deassigns too.
 
-The doorbell array (:mod:`payload.bench.doorbells`) has its own check,
+The doorbell array (:mod:`payload.vmexit.doorbells`) has its own check,
 ``array``: KVM_IOFD must take the array's range in every repeat, and the
 ioeventfds' outcome must be whole (all accepted, or a refusal with its
 errno where the accepted ones end).  The doorbell-bank scenario's checks
@@ -42,10 +42,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from payload.bench import modes
-from payload.bench.modes import Mode
 from payload.device import checks as device_checks
 from payload.errors import ActionableError
+from payload.vmexit import modes
+from payload.vmexit.modes import Mode
 
 CHECK_NAMES = ("exits", "doorbell", "iterations", "status", "buffer", "path", "array")
 
@@ -116,7 +116,7 @@ def trial_problems(trial: Mapping[str, Any], n: int) -> list[str]:
 
 
 def expected_path(mode: Mode) -> dict[str, Any] | None:
-    """What :meth:`payload.bench.rig.Rig.prove_path` must report for ``mode``.
+    """What :meth:`payload.vmexit.rig.Rig.prove_path` must report for ``mode``.
 
     The other ioctl must not know the registration (ENOENT) where there is
     one (not for a Hyper-V connection, which no address names); a scale
