@@ -82,6 +82,7 @@ from payload import stats
 from payload.cpu import cpu_model
 from payload.device import checks, model
 from payload.device.rig import BankRig
+from payload.errors import CANNOT_RUN, cannot_run
 from payload.guest import queues
 from payload.kvm import uapi
 from payload.kvm.vmm import Vm
@@ -184,15 +185,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.writes <= queues.max_writes(True) or args.rounds < 1:
         print(f"error: --writes must be 1..{queues.max_writes(True)} and --rounds at least 1",
               file=sys.stderr)
-        return 2
-    try:
-        keys = [model.get(k).key for k in args.variants.split(",") if k]
-        why = preflight()
-    except (ValueError, OSError) as e:
-        why = str(e)
-    if why:
-        print(f"error: {why}", file=sys.stderr)
-        return 2
+        return CANNOT_RUN
+    keys: list[str] = []
+
+    def check() -> str | None:
+        keys.extend(model.get(k).key for k in args.variants.split(",") if k)
+        return preflight()
+
+    refused = cannot_run(check)
+    if refused is not None:
+        return refused
     say(f"{len(keys)} variants x {args.rounds} rounds x {args.writes} doorbell writes")
     out = measure(args.writes, args.rounds, args.seed, keys, say)
     text = json.dumps(out, indent=1)

@@ -47,6 +47,7 @@ from typing import Any
 from payload.cpu import cpu_model
 from payload.cpu import vendor as cpu_vendor
 from payload.doorbell import DEFAULT_PATH as DOORBELL_PATH
+from payload.errors import CANNOT_RUN, cannot_run
 from payload.kvm import uapi
 from payload.kvm.vmm import Vm
 from payload.vmexit import checks, doorbells, modes
@@ -156,19 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.iterations < 1 or args.trials < 1:
         print("error: --iterations and --trials must be at least 1", file=sys.stderr)
-        return 2
+        return CANNOT_RUN
 
     def say(msg: str) -> None:
         print(f"runner: {msg}", file=sys.stderr, flush=True)
 
-    try:
-        names = [modes.get(name).name for name in args.modes.split(",") if name]
-        why = preflight(names)
-    except (ValueError, OSError) as e:
-        why = str(e)
-    if why:
-        print(f"error: {why}", file=sys.stderr)
-        return 2
+    names = [name for name in args.modes.split(",") if name]
+    refused = cannot_run(lambda: preflight([modes.get(name).name for name in names]))
+    if refused is not None:
+        return refused
     say(f"{len(names)} modes x {args.trials} trials x {args.iterations} writes")
     raw = measure(args.iterations, args.trials, names, say, array=not args.no_array)
     args.out.parent.mkdir(parents=True, exist_ok=True)
