@@ -12,7 +12,8 @@ any target is evaluated.
 
 The scale rows each have a target against their 0-registration row
 (:data:`SCALE_TARGETS`).  The doorbell-bank scenario's targets
-(:data:`DEVICE_TARGETS`) pair its variants' runs, not modes.  Some ratios are worth showing but have no limit
+(:data:`DEVICE_TARGETS`) pair its variants' runs, not modes.  Some ratios
+are worth showing but have no limit
 (:data:`REPORTED`: the hypercalls against the kernel-pio floor, whose
 cost under TCG is the emulator's); they are evaluated the same way and
 reported apart, never as targets.
@@ -74,7 +75,6 @@ DEVICE_TARGETS: tuple[RatioTarget, ...] = (
 )
 """The doorbell-bank scenario's targets, on the per-round paired ns per run
 of two variants (:mod:`payload.device.model`'s a, b and c)."""
-
 
 
 @dataclass(frozen=True)
