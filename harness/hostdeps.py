@@ -12,12 +12,10 @@ import subprocess
 from harness.errors import HarnessError
 from harness.progress import phase, say
 
-# Pinned so the series' recorded base (kernel-patch/BASE) is what gets built.
-LINUX_SOURCE = "linux-source-6.12"
-LINUX_SOURCE_VERSION = "6.12.117-1~deb12u1"
-
+# The kernel source is not on this list: Debian 12 has no 7.3, so
+# harness.kernel.debian fetches it from trixie-backports through a private
+# apt configuration that the host's apt never sees.
 PACKAGES: dict[str, str] = {
-    LINUX_SOURCE: "the kernel source the series applies to",
     "qemu-system-x86": "QEMU, which virtme-ng boots the kernel in",
     "udev": "virtio-serial ports in the guest (vng's output and exit code)",
     "build-essential": "gcc and make for the kernel",
@@ -72,16 +70,14 @@ def ensure() -> None:
         return
     with phase(f"installing {' '.join(need)}"):
         _apt(["update", "-q"])
-        names = [f"{LINUX_SOURCE}={LINUX_SOURCE_VERSION}" if p == LINUX_SOURCE else p
-                 for p in need]
-        r = _apt(["install", "-y", "-q", "--no-install-recommends", *names])
+        r = _apt(["install", "-y", "-q", "--no-install-recommends", *need])
         if r.returncode != 0:
             # Try one at a time so the message can name the culprit.
-            for name, pkg in zip(names, need, strict=True):
-                if _apt(["install", "-y", "-q", "--no-install-recommends", name]).returncode:
+            for pkg in need:
+                if _apt(["install", "-y", "-q", "--no-install-recommends", pkg]).returncode:
                     raise HarnessError(
                         f"{pkg} is missing and could not be installed ({PACKAGES[pkg]})",
-                        f"run 'apt-get install {name}' as root and read its error",
+                        f"run 'apt-get install {pkg}' as root and read its error",
                     )
     still = missing(need)
     if still:

@@ -1,6 +1,7 @@
 """Kernel source trees the harness builds in.
 
-By default that is Debian's ``linux-source-6.12``, unpacked into the cache
+By default that is Debian's ``linux-source-7.3`` (:mod:`harness.kernel.debian`
+fetches it), unpacked into the cache
 and turned into a git repository whose first commit is the pristine base.
 With ``KERNEL_SRC`` it is the user's own git tree instead; the harness then
 works in a ``git worktree`` of it inside the cache, on a branch of its own,
@@ -17,14 +18,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import hostdeps
 from harness.errors import HarnessError
-from harness.kernel import git
+from harness.kernel import debian, git
 from harness.progress import phase
 
-DEBIAN_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 BASE_BRANCH = "base"
-BASE_MESSAGE = f"Debian {hostdeps.LINUX_SOURCE} {hostdeps.LINUX_SOURCE_VERSION}"
+BASE_MESSAGE = f"Debian {debian.PACKAGE} {debian.VERSION}"
 BASE_DATE = {"GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z"}
 
 
@@ -40,16 +39,14 @@ class KernelTree:
 
 
 def _debian_repo(cache: Path) -> Path:
-    repo = cache / "linux"
+    repo = cache / debian.TREE
     if (repo / ".git").exists() and git.git(repo, "rev-parse", "--verify", "-q", BASE_BRANCH,
                                             check=False).returncode == 0:
         return repo
-    if not DEBIAN_TARBALL.exists():
-        raise HarnessError(f"{DEBIAN_TARBALL} not found ({hostdeps.LINUX_SOURCE} not installed)",
-                           "run 'make deps', or set KERNEL_SRC=/path/to/linux")
     cache.mkdir(parents=True, exist_ok=True)
-    with phase(f"unpacking {DEBIAN_TARBALL.name}"), tempfile.TemporaryDirectory(dir=cache) as tmp:
-        with tarfile.open(DEBIAN_TARBALL) as tf:
+    tarball = debian.tarball(cache)
+    with phase(f"unpacking {tarball.name}"), tempfile.TemporaryDirectory(dir=cache) as tmp:
+        with tarfile.open(tarball) as tf:
             tf.extractall(tmp, filter="tar")
         (top,) = Path(tmp).iterdir()
         _drop_debian_ignore_rule(top / ".gitignore")
@@ -114,8 +111,7 @@ def check_debian_base(repo: Path, base_file: Path) -> None:
         raise HarnessError(
             f"the cached Debian tree {repo} (tree {got[:12]}) is not the base in {base_file} "
             f"(tree {want[:12]})",
-            f"install {hostdeps.LINUX_SOURCE}={hostdeps.LINUX_SOURCE_VERSION} and delete {repo} "
-            "so it is unpacked again",
+            f"delete {repo} so {debian.PACKAGE} {debian.VERSION} is unpacked again",
         )
 
 
@@ -125,7 +121,7 @@ def tree(cache: Path, kernel_src: Path | None, suffix: str = "") -> KernelTree:
     if kernel_src is None:
         repo = _debian_repo(cache)
         base = git.out(repo, "rev-parse", BASE_BRANCH)
-        path = repo if not suffix else cache / f"linux{suffix}"
+        path = repo if not suffix else cache / f"{debian.TREE}{suffix}"
         name = f"debian{suffix}"
     else:
         repo = kernel_src.resolve()
