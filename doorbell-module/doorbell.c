@@ -180,7 +180,7 @@ static int doorbell_attach(struct doorbell *db,
 	if (!fd_file(f))
 		return -EBADF;
 
-	efd = kzalloc(sizeof(*efd), GFP_KERNEL_ACCOUNT);
+	efd = kzalloc_obj(*efd, GFP_KERNEL_ACCOUNT);
 	if (!efd) {
 		ret = -ENOMEM;
 		goto err_fdput;
@@ -295,7 +295,7 @@ static int doorbell_open(struct inode *inode, struct file *file)
 {
 	struct doorbell *db;
 
-	db = kzalloc(sizeof(*db), GFP_KERNEL_ACCOUNT);
+	db = kzalloc_obj(*db, GFP_KERNEL_ACCOUNT);
 	if (!db)
 		return -ENOMEM;
 

@@ -69,7 +69,7 @@ def consumer_problems(consumer: Consumer, pattern: Sequence[tuple[int, int]]) ->
 
 def ordering_problems(snapshots: Sequence[tuple[int, Sequence[int]]],
                       pattern: Sequence[tuple[int, int]], queues: int = QUEUES) -> list[str]:
-    """The Ordering rule of api.rst 4.144, for a whole array of registers.
+    """The Ordering rule of api.rst 4.146, for a whole array of registers.
 
     One vCPU writes in pattern order and each write's tail is stored (in the
     register buffer, the shadow array or the VMM's array) before its signal

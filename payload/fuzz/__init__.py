@@ -140,7 +140,7 @@ def _buffer_diff(slot: int, got: bytes | None, want: bytes) -> str:
     return f"buffer {slot}: {len(bad)} bytes differ ({shown}{', ...' if len(bad) > 8 else ''})"
 
 
-ACCESSES_ITEM = 'api.rst 4.144 KVM_IOFD "Accesses", "Buffer" and "Overlaps"'
+ACCESSES_ITEM = 'api.rst 4.146 KVM_IOFD "Accesses", "Buffer" and "Overlaps"'
 """What a probe's expectation follows."""
 
 

@@ -113,7 +113,7 @@ class KvmSide:
             self._populate_other()
             self.iofd_cap = self.vm.check_extension(uapi.KVM_CAP_IOFD) if iofd else 0
             """KVM_CHECK_EXTENSION(KVM_CAP_IOFD): 1 on the patched kernel (api.rst
-            8.42), 0 without it; v1 of the series returned its per-VM limit."""
+            8.48), 0 without it; v1 of the series returned its per-VM limit."""
         except BaseException:
             self.close()
             raise

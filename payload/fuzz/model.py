@@ -2,12 +2,12 @@
 
 The model is written from the documentation, never from the C or from
 observed behaviour: Documentation/virt/kvm/api.rst of series v2, section
-4.144 KVM_IOFD (its numbered error list and its "Accesses", "Buffer" and
-"Overlaps" paragraphs), 8.42 KVM_CAP_IOFD, and the EEXIST sentences v2 adds
+4.146 KVM_IOFD (its numbered error list and its "Accesses", "Buffer" and
+"Overlaps" paragraphs), 8.48 KVM_CAP_IOFD, and the EEXIST sentences v2 adds
 to 4.24 KVM_CREATE_IRQCHIP, 4.59 KVM_IOEVENTFD, 4.71 KVM_CREATE_PIT2 and
 4.116 KVM_REGISTER_COALESCED_MMIO.  Every errno the model returns names the
 api.rst item it comes from (:data:`API_ITEMS`, shown in mismatch reports).
-The first error that applies is returned; api.rst 4.144 numbers them:
+The first error that applies is returned; api.rst 4.146 numbers them:
 
 1. EFAULT, the parameter could not be read (item 1): its own case kind.
 2. The arguments (items 2-8; item 3 never applies on x86): unknown flag
@@ -24,7 +24,7 @@ The first error that applies is returned; api.rst 4.144 numbers them:
    Then EEXIST if the range overlaps any device already on the same bus
    (13): another iofd, an ioeventfd or a coalesced zone (a zero-length one
    occupies its address), the PIC, IOAPIC or PIT.  Then ENOSPC if "the bus
-   already holds as many devices as it can" (14); 8.42 says how many: at
+   already holds as many devices as it can" (14); 8.48 says how many: at
    most NR_IOBUS_DEVS (1000) devices other than ioeventfds, per bus (PIO
    and MMIO are separate buses).  There is no per-VM limit, and
    KVM_CAP_IOFD is a presence flag (1), not a count.
@@ -48,7 +48,7 @@ iofd fails with EEXIST, and the device registered first keeps working):
   each other and in-kernel devices, as in mainline.
 * KVM_REGISTER_COALESCED_MMIO (4.116): EEXIST if the zone (size 0: its
   address) overlaps an iofd on its bus.  Zones count against the bus limit
-  (8.42: every device but ioeventfds).
+  (8.48: every device but ioeventfds).
 * KVM_CREATE_IRQCHIP (4.24): EEXIST, creating nothing, if an irqchip
   exists or the PIC ports 0x20-0x21, 0xa0-0xa1, 0x4d0-0x4d1 or the IOAPIC's
   0xfec00000-0xfec000ff overlap an iofd.  It sets up *future* vCPUs, so
@@ -105,7 +105,7 @@ PIO_LIMIT = 0x10000
 """A PIO iofd must end at or before this port (KVM_IOFD_PIO_LIMIT)."""
 NR_IOBUS_DEVS = 1000
 """Devices other than ioeventfds that one io bus holds; the next
-registration on that bus is ENOSPC (api.rst 8.42 KVM_CAP_IOFD)."""
+registration on that bus is ENOSPC (api.rst 8.48 KVM_CAP_IOFD)."""
 
 IOFD_VALID_FLAGS = uapi.KVM_IOFD_FLAG_DEASSIGN | uapi.KVM_IOFD_FLAG_PIO | uapi.KVM_IOFD_FLAG_BUFFER
 PAD_LEN = 4
@@ -226,33 +226,33 @@ KVM_PIT_SPEAKER_DUMMY also 0x61-0x64)."""
 PIT_SPEAKER_DUMMY = uapi.KVM_PIT_SPEAKER_DUMMY
 
 MMIO_PIECE = 8
-"""api.rst 4.144 "Accesses": x86 hands MMIO to the bus in pieces of at most 8 bytes."""
+"""api.rst 4.146 "Accesses": x86 hands MMIO to the bus in pieces of at most 8 bytes."""
 WIDE_SIZE = 16
 """A probe's ``movdqu`` store: the one guest access wider than a piece."""
 WIDE_DATA = bytes(0xA0 + i for i in range(WIDE_SIZE))
 """What a 16-byte probe store writes (every byte different)."""
 
 API_ITEMS = {
-    "iofd-1": "api.rst 4.144 KVM_IOFD error 1: EFAULT, the parameter could not be read",
-    "iofd-2": "api.rst 4.144 KVM_IOFD error 2: EINVAL, flags has an unknown bit",
-    "iofd-4": "api.rst 4.144 KVM_IOFD error 4: EINVAL, pad is not all zeros",
-    "iofd-5": "api.rst 4.144 KVM_IOFD error 5: EINVAL, buffer non-zero without KVM_IOFD_FLAG_BUFFER",
-    "iofd-6": "api.rst 4.144 KVM_IOFD error 6: EINVAL, len is 0 or above 2^31 - 1",
-    "iofd-7": "api.rst 4.144 KVM_IOFD error 7: EINVAL, addr + len does not fit in 64 bits",
-    "iofd-8": "api.rst 4.144 KVM_IOFD error 8: EINVAL, PIO range ends past port 0xffff",
-    "iofd-9": "api.rst 4.144 KVM_IOFD error 9: EBADF, fd not open; EINVAL, open but not an eventfd",
-    "iofd-assign-10": "api.rst 4.144 KVM_IOFD assign error 10: EFAULT, buffer is not user addresses",
-    "iofd-assign-13": "api.rst 4.144 KVM_IOFD assign error 13: EEXIST, the range overlaps a device",
-    "iofd-assign-14": "api.rst 4.144 KVM_IOFD assign error 14 and 8.42: ENOSPC, the bus holds 1000 devices",
-    "iofd-assign-ok": "api.rst 4.144 KVM_IOFD: no error applies, the range is claimed",
-    "iofd-deassign-10": "api.rst 4.144 KVM_IOFD deassign error 10: ENOENT, no iofd matches",
-    "iofd-deassign-ok": "api.rst 4.144 KVM_IOFD deassign: the matching iofd is removed",
+    "iofd-1": "api.rst 4.146 KVM_IOFD error 1: EFAULT, the parameter could not be read",
+    "iofd-2": "api.rst 4.146 KVM_IOFD error 2: EINVAL, flags has an unknown bit",
+    "iofd-4": "api.rst 4.146 KVM_IOFD error 4: EINVAL, pad is not all zeros",
+    "iofd-5": "api.rst 4.146 KVM_IOFD error 5: EINVAL, buffer non-zero without KVM_IOFD_FLAG_BUFFER",
+    "iofd-6": "api.rst 4.146 KVM_IOFD error 6: EINVAL, len is 0 or above 2^31 - 1",
+    "iofd-7": "api.rst 4.146 KVM_IOFD error 7: EINVAL, addr + len does not fit in 64 bits",
+    "iofd-8": "api.rst 4.146 KVM_IOFD error 8: EINVAL, PIO range ends past port 0xffff",
+    "iofd-9": "api.rst 4.146 KVM_IOFD error 9: EBADF, fd not open; EINVAL, open but not an eventfd",
+    "iofd-assign-10": "api.rst 4.146 KVM_IOFD assign error 10: EFAULT, buffer is not user addresses",
+    "iofd-assign-13": "api.rst 4.146 KVM_IOFD assign error 13: EEXIST, the range overlaps a device",
+    "iofd-assign-14": "api.rst 4.146 KVM_IOFD assign error 14 and 8.48: ENOSPC, the bus holds 1000 devices",
+    "iofd-assign-ok": "api.rst 4.146 KVM_IOFD: no error applies, the range is claimed",
+    "iofd-deassign-10": "api.rst 4.146 KVM_IOFD deassign error 10: ENOENT, no iofd matches",
+    "iofd-deassign-ok": "api.rst 4.146 KVM_IOFD deassign: the matching iofd is removed",
     "ioeventfd-iofd": "api.rst 4.59 KVM_IOEVENTFD: EEXIST, its address or range overlaps an iofd",
-    "ioeventfd-mainline": "KVM_IOEVENTFD as in mainline 6.12 (api.rst 4.59 numbers no errors)",
-    "ioeventfd-limit": "api.rst 8.42: ENOSPC, the bus holds 1000 devices other than ioeventfds",
+    "ioeventfd-mainline": "KVM_IOEVENTFD as in mainline 7.3 (api.rst 4.59 numbers no errors)",
+    "ioeventfd-limit": "api.rst 8.48: ENOSPC, the bus holds 1000 devices other than ioeventfds",
     "badsize": "ioctl(2): ENOTTY, an ioctl number KVM does not know (another struct size)",
-    "coalesced-iofd": "api.rst 4.116 and 4.144 Overlaps: EEXIST, the coalesced zone overlaps an iofd",
-    "coalesced-limit": "api.rst 8.42: ENOSPC, the bus holds 1000 devices other than ioeventfds",
+    "coalesced-iofd": "api.rst 4.116 and 4.146 Overlaps: EEXIST, the coalesced zone overlaps an iofd",
+    "coalesced-limit": "api.rst 8.48: ENOSPC, the bus holds 1000 devices other than ioeventfds",
     "coalesced-ok": "api.rst 4.116: the coalesced zone is registered (or the exact zone removed)",
     "irqchip-exists": "api.rst 4.24 KVM_CREATE_IRQCHIP: EEXIST, an in-kernel irqchip already exists",
     "irqchip-iofd": "api.rst 4.24 KVM_CREATE_IRQCHIP: EEXIST, PIC ports or IOAPIC range overlap an iofd",
@@ -288,7 +288,7 @@ class Access:
         return (PATTERN & mask(self.size)).to_bytes(self.size, "little")
 
     def pieces(self) -> list[list[Access]]:
-        """The bus accesses it becomes, per api.rst 4.144 "Accesses": a port
+        """The bus accesses it becomes, per api.rst 4.146 "Accesses": a port
         access is one; an MMIO access is split at page boundaries into parts,
         and each part cut into pieces of at most 8 bytes from its start."""
         if self.pio:
@@ -565,7 +565,7 @@ class Model:
 
     # -- queries ------------------------------------------------------------------------
     def resolve(self, ref: FdRef | None) -> tuple[int, int]:
-        """(errno, eventfd context) for ``ref``, per api.rst 4.144 error 9:
+        """(errno, eventfd context) for ``ref``, per api.rst 4.146 error 9:
         EBADF if it is not an open fd, EINVAL if it is not an eventfd."""
         if ref is None or ref.kind in EBADF_KINDS:
             return errno.EBADF, -1
@@ -587,7 +587,7 @@ class Model:
 
     def bus_devices(self, pio: bool) -> int:
         """Devices on the bus that count against ``bus_limit`` (api.rst
-        8.42): every device but ioeventfds."""
+        8.48): every device but ioeventfds."""
         return len(self.buses[pio]) - sum(1 for e in self.ioeventfds if e.pio == pio)
 
     def bus_full(self, pio: bool) -> bool:
@@ -681,7 +681,7 @@ class Model:
             self.memory[slot][:] = data
 
     def iofd_args_errno(self, case: Case) -> int:
-        """api.rst 4.144 errors 2-8 (EINVAL for malformed arguments), else 0."""
+        """api.rst 4.146 errors 2-8 (EINVAL for malformed arguments), else 0."""
         if case.flags & ~IOFD_VALID_FLAGS:
             return self._because("iofd-2", errno.EINVAL)
         # Error 3 (PIO off x86) never applies: the fuzzer runs on x86.
@@ -824,8 +824,8 @@ class Model:
         return err
 
     def _ioeventfd_errno(self, case: Case) -> int:
-        """Mainline 6.12's KVM_IOEVENTFD (api.rst 4.59 numbers no errors),
-        plus v2's EEXIST against iofds and the bus limit of 8.42."""
+        """Mainline 7.3's KVM_IOEVENTFD (api.rst 4.59 numbers no errors),
+        plus v2's EEXIST against iofds and the bus limit of 8.48."""
         self.rule = ""
         pio = case.pio
         wildcard = not case.flags & uapi.KVM_IOEVENTFD_FLAG_DATAMATCH
@@ -877,7 +877,7 @@ class Model:
 
     # -- guest accesses -------------------------------------------------------------------
     def _accepts(self, dev: Device, access: Access, data: bytes) -> bool:
-        """Does ``dev`` take this bus access (api.rst 4.144 "Accesses" and
+        """Does ``dev`` take this bus access (api.rst 4.146 "Accesses" and
         "Buffer" for an iofd: entirely inside the range and, with a buffer,
         the buffer bytes accessible; 4.59 for an ioeventfd: a write at its
         address, of its length unless that is 0, with its datamatch)?"""
@@ -977,7 +977,7 @@ class Model:
     def _guest_access(
         self, acc: Access, read_value: int, memory: dict[int, bytearray], out: ProbeExpect
     ) -> int:
-        """One guest access, per api.rst 4.144 "Accesses": offer each part's
+        """One guest access, per api.rst 4.146 "Accesses": offer each part's
         pieces in order until one is not claimed; it and the rest of its
         part exit, one KVM_EXIT_MMIO per piece, after both parts were
         offered.  The value a read gets (0 for a write)."""

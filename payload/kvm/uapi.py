@@ -1,6 +1,6 @@
 """ctypes bindings for the slice of the KVM uAPI the harness uses.
 
-Numbers and layouts mirror Linux 6.12 ``include/uapi/linux/kvm.h`` and
+Numbers and layouts mirror Linux 7.3 ``include/uapi/linux/kvm.h`` and
 ``arch/x86/include/uapi/asm/kvm.h`` (x86-64 only), plus the KVM_IOFD
 additions from our kernel patch.  Nothing here is derived at run time from
 headers, so :data:`LAYOUT` exists to let a test compile a C probe against
@@ -32,8 +32,8 @@ KVM_CAP_IMMEDIATE_EXIT = 136
 KVM_CAP_HYPERV = 44
 KVM_CAP_HYPERV_EVENTFD = 154
 KVM_CAP_HYPERV_CPUID = 167
-KVM_CAP_IOFD = 260
-"""KVM_IOFD exists; KVM_CHECK_EXTENSION returns 1 (api.rst 8.42).  It is not a
+KVM_CAP_IOFD = 252
+"""KVM_IOFD exists; KVM_CHECK_EXTENSION returns 1 (api.rst 8.48).  It is not a
 count: iofds are bounded per io bus, like every device there, at 1000 devices
 other than ioeventfds (NR_IOBUS_DEVS), then ENOSPC.  (Series v1 returned a
 per-VM limit of 256.)  A placeholder number far from mainline's, until a

@@ -1,15 +1,15 @@
 """The KVM_IOFD fuzzer's model against hand-written expectations.
 
 Every expected errno below is written out from series v2's
-Documentation/virt/kvm/api.rst: the numbered error list of 4.144 KVM_IOFD
+Documentation/virt/kvm/api.rst: the numbered error list of 4.146 KVM_IOFD
 (the first error that applies is returned; the numbers in the comments are
-its items) and 8.42 KVM_CAP_IOFD (a bus holds at most 1000 devices other
+its items) and 8.48 KVM_CAP_IOFD (a bus holds at most 1000 devices other
 than ioeventfds, then ENOSPC), not computed by the model, so a wrong model
 fails here before it can agree with a wrong kernel.  Likewise the probe
-expectations for buffer-mode iofds (4.144 "Buffer": a claimed write is
+expectations for buffer-mode iofds (4.146 "Buffer": a claimed write is
 stored at buffer + offset, a claimed read returns the buffer's bytes, an
 access the buffer cannot take exits and is not signalled) are spelled out
-byte by byte, and so are 4.144 "Accesses" (16-byte stores cut into 8-byte
+byte by byte, and so are 4.146 "Accesses" (16-byte stores cut into 8-byte
 pieces, page-crossing accesses split into parts) and "Overlaps" (coalesced
 zones, the PIC, IOAPIC and PIT).  The generator and the mismatch report are
 tested with the model standing in for the kernel; a fake kernel that checks
@@ -44,7 +44,7 @@ S32_MAX = (1 << 31) - 1
 MMIO = 0x9100
 PORT = 0x0700
 BUS_LIMIT = 1000
-"""api.rst 8.42: devices other than ioeventfds per bus, written out here."""
+"""api.rst 8.48: devices other than ioeventfds per bus, written out here."""
 FILL_BASE = {False: 0x100000, True: 0x1000}
 """Where the ENOSPC tests put their 1-byte iofds, clear of MMIO and PORT."""
 USER_MAX = (1 << 47) - 4096
@@ -107,7 +107,7 @@ def apply_all(model: Model, *cases: Case) -> list[str]:
     return [fuzz.errno_name(model.apply(c)) for c in cases]
 
 
-# --- EINVAL: api.rst 4.144 errors 2-8 -----------------------------------------------------
+# --- EINVAL: api.rst 4.146 errors 2-8 -----------------------------------------------------
 EINVAL_CASES = {
     "unknown flag bit 3": iofd(MMIO, 4, flags=1 << 3),  # bit 2 is KVM_IOFD_FLAG_BUFFER
     "unknown flag bit 31": iofd(MMIO, 4, flags=1 << 31),
@@ -841,7 +841,7 @@ def test_coalesced_zone_and_iofd_exclude_each_other_both_ways(pio: bool) -> None
     assert apply_all(model, iofd(0x700, 8, pio=pio), coalesced(0x707, 4, pio=pio)) == ["ok", "EEXIST"]
     assert model.why().startswith("api.rst 4.116")
     assert apply_all(model, coalesced(0x708, 4, pio=pio), iofd(0x70B, 2, pio=pio)) == ["ok", "EEXIST"]
-    assert model.why().startswith("api.rst 4.144 KVM_IOFD assign error 13")
+    assert model.why().startswith("api.rst 4.146 KVM_IOFD assign error 13")
     assert apply_all(model, coalesced(0x700, 8, pio=not pio)) == ["ok"]  # the other bus
 
 
@@ -908,7 +908,7 @@ def test_pit_and_its_speaker(speaker: int, port: int, expected: str) -> None:
     assert apply_all(model, Case(m.IRQCHIP), iofd(port, 1, pio=True), pit) == ["ok", "ok", expected]
     if expected == "ok":
         assert apply_all(model, pit, iofd(0x40, 4, pio=True)) == ["EEXIST", "EEXIST"]
-        assert model.why().startswith("api.rst 4.144 KVM_IOFD assign error 13")
+        assert model.why().startswith("api.rst 4.146 KVM_IOFD assign error 13")
 
 
 def test_undocumented_device_cases_are_refused() -> None:
@@ -953,7 +953,7 @@ def test_probes_stay_away_from_zones_and_devices() -> None:
 def test_each_answer_cites_api_rst(case: Case, item: str) -> None:
     model = fresh()
     model.apply(case)
-    assert model.why().startswith(f"api.rst 4.144 KVM_IOFD {item}:"), model.why()
+    assert model.why().startswith(f"api.rst 4.146 KVM_IOFD {item}:"), model.why()
 
 
 def test_the_model_cites_the_document_not_the_c() -> None:
@@ -1220,7 +1220,7 @@ def test_buffer_mismatch_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(("cap", "why"), [(0, "not the patched kernel"), (256, "not series v2")])
 def test_a_capability_other_than_1_is_refused(monkeypatch: pytest.MonkeyPatch, cap: int, why: str) -> None:
-    """api.rst 8.42: KVM_CHECK_EXTENSION(KVM_CAP_IOFD) returns 1; v1 returned its limit (256)."""
+    """api.rst 8.48: KVM_CHECK_EXTENSION(KVM_CAP_IOFD) returns 1; v1 returned its limit (256)."""
     monkeypatch.setattr(fuzz, "KvmSide", type("Other", (FakeKvmSide,), {"iofd_cap": cap}))
     with pytest.raises(RuntimeError, match=why):
         fuzz.run(5, cases=10, log=None)
@@ -1242,7 +1242,7 @@ def test_mismatch_reports_seed_index_and_case(
 # --- issue 17's done-when: a fake kernel that checks in the wrong order ----------------------
 class EexistBeforeEbadf(FakeKvmSide):
     """Looks at the range before the fd: an assign with a closed or
-    non-eventfd fd over a busy range gets EEXIST, where api.rst 4.144 puts
+    non-eventfd fd over a busy range gets EEXIST, where api.rst 4.146 puts
     error 9 (EBADF/EINVAL for the fd) before error 13 (EEXIST)."""
 
     def ioctl(self, case: Case) -> int:
@@ -1257,7 +1257,7 @@ class EexistBeforeEbadf(FakeKvmSide):
 
 
 class EnospcBeforeEexist(FakeKvmSide):
-    """Counts devices before looking for overlaps: ENOSPC where api.rst 4.144
+    """Counts devices before looking for overlaps: ENOSPC where api.rst 4.146
     puts error 13 (EEXIST) before error 14 (ENOSPC)."""
 
     def ioctl(self, case: Case) -> int:
@@ -1269,7 +1269,7 @@ class EnospcBeforeEexist(FakeKvmSide):
 
 class ZoneOverIofd(FakeKvmSide):
     """Registers a coalesced zone over an iofd, which api.rst 4.116 and
-    4.144 "Overlaps" forbid."""
+    4.146 "Overlaps" forbid."""
 
     def ioctl(self, case: Case) -> int:
         got = self.model.apply(case)
@@ -1284,9 +1284,9 @@ class ZoneOverIofd(FakeKvmSide):
 @pytest.mark.parametrize(
     ("kernel", "kernel_says", "model_says", "item"),
     [
-        (EexistBeforeEbadf, "EEXIST", "(EBADF|EINVAL)", "api.rst 4.144 KVM_IOFD error 9: EBADF"),
-        (EnospcBeforeEexist, "ENOSPC", "EEXIST", "api.rst 4.144 KVM_IOFD assign error 13: EEXIST"),
-        (ZoneOverIofd, "ok", "EEXIST", "api.rst 4.116 and 4.144 Overlaps: EEXIST"),
+        (EexistBeforeEbadf, "EEXIST", "(EBADF|EINVAL)", "api.rst 4.146 KVM_IOFD error 9: EBADF"),
+        (EnospcBeforeEexist, "ENOSPC", "EEXIST", "api.rst 4.146 KVM_IOFD assign error 13: EEXIST"),
+        (ZoneOverIofd, "ok", "EEXIST", "api.rst 4.116 and 4.146 Overlaps: EEXIST"),
     ],
     ids=["EEXIST-before-EBADF", "ENOSPC-before-EEXIST", "zone-over-iofd"],
 )

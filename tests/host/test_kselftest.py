@@ -681,7 +681,7 @@ def test_the_series_tests_are_the_ones_the_series_adds_to_the_makefile() -> None
     """SERIES_TESTS names what kernel-patch/ adds to the selftests' Makefile:
     a test added there and not here would go unrequired."""
     added = {m.group(1) for p in paths.KERNEL_PATCH_DIR.glob("*.patch")
-             for m in re.finditer(r"^\+TEST_GEN_PROGS_x86_64 \+= x86_64/(\S+)$", p.read_text(),
+             for m in re.finditer(r"^\+TEST_GEN_PROGS_x86 \+= x86/(\S+)$", p.read_text(),
                                   re.MULTILINE)}
     assert added == set(run.SERIES_TESTS)
     assert run.series_tests(flavours.get("default")) == run.SERIES_TESTS

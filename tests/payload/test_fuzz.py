@@ -14,7 +14,7 @@ accesses whose buffer cannot take them.  test_buffer_cases_agree_with_the_model
 runs a fixed list of buffer cases (every kind of buffer, access_ok()'s
 edge at the end of user space) through the same machinery;
 test_access_and_overlap_cases_agree_with_the_model does the same for api.rst
-4.144 "Accesses" (16-byte stores, page-crossing accesses) and "Overlaps"
+4.146 "Accesses" (16-byte stores, page-crossing accesses) and "Overlaps"
 (coalesced zones, KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2).  The model is the
 documented one only: the io-bus ordering bug the fuzzer once found is fixed
 by patch 1 of the series, whose invariant (every matching device is found)
@@ -90,7 +90,7 @@ def test_fixed_seed_replays_identically() -> None:
 
 def _buffer_cases(user_max: int) -> list[Case]:
     """Assigns with every kind of buffer, then probes through each: api.rst
-    4.144 errors 5 and 10 and its "Buffer" paragraph, case by case."""
+    4.146 errors 5 and 10 and its "Buffer" paragraph, case by case."""
     efd = FdRef(m.EVENTFD, 0)
     buffered = uapi.KVM_IOFD_FLAG_BUFFER
     pio = uapi.KVM_IOFD_FLAG_PIO
@@ -164,7 +164,7 @@ def test_buffer_cases_agree_with_the_model() -> None:
 
 
 def _access_and_overlap_cases() -> list[Case]:
-    """api.rst 4.144 "Accesses" and "Overlaps", case by case."""
+    """api.rst 4.146 "Accesses" and "Overlaps", case by case."""
     efd = FdRef(m.EVENTFD, 0)
     pio = uapi.KVM_IOFD_FLAG_PIO
     buffered = uapi.KVM_IOFD_FLAG_BUFFER
@@ -271,7 +271,7 @@ IO_BUS_ORDER_LAYOUTS = {
 def test_io_bus_order_writes_are_claimed(layout: str) -> None:
     """Claimed writes never exit, whatever the registration order.
 
-    api.rst 4.144 promises that a write entirely inside an iofd range
+    api.rst 4.146 promises that a write entirely inside an iofd range
     signals its eventfd without an exit, and KVM_IOEVENTFD keeps working
     next to it.  Before patch 1 ("Find every matching device on an I/O
     bus"), a zero-length ioeventfd at X registered before a range ending at

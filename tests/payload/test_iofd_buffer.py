@@ -1,7 +1,7 @@
 """KVM_IOFD_FLAG_BUFFER end to end: an iofd as a bank of registers.
 
 Runs as root inside the test VM on the patched kernel.  Each test checks
-one sentence of api.rst 4.144 KVM_IOFD (section "Buffer" unless it says
+one sentence of api.rst 4.146 KVM_IOFD (section "Buffer" unless it says
 otherwise), with exact counts as in test_iofd_e2e: the eventfd's counter
 says how many writes KVM signalled, and the RunResult how many times
 KVM_RUN returned.  Every guest program ends with one DONE_PORT write, so
@@ -378,7 +378,7 @@ def test_1024_doorbells_under_one_registration(vm: Vm, efd: EventFd) -> None:
 
 
 BUS_LIMIT = 1000
-"""NR_IOBUS_DEVS (include/linux/kvm_host.h); api.rst 8.42 KVM_CAP_IOFD: "a bus
+"""NR_IOBUS_DEVS (include/linux/kvm_host.h); api.rst 8.48 KVM_CAP_IOFD: "a bus
 holds at most 1000 devices other than ioeventfds, beyond which KVM_IOFD
 fails with ENOSPC"."""
 

@@ -17,7 +17,7 @@ once, at the DONE_PORT write, when every access stayed in the kernel):
   page at a time, and an iofd signals once per bus access it claims.  From
   the first piece of a page's part that nothing claims, that piece and the
   rest of the part exit as successive KVM_EXIT_MMIO of at most 8 bytes
-  (api.rst 4.144, "Accesses"), and are not offered to the iofd again.
+  (api.rst 4.146, "Accesses"), and are not offered to the iofd again.
 
 The whole module is skipped where KVM_CAP_IOFD is 0 (an unpatched kernel).
 """
@@ -295,7 +295,7 @@ def _wide_exit(addr: int, offset: int, size: int) -> Exit:
 
 
 def test_16_byte_store_straddling_the_range_end_exits_in_two_8_byte_pieces(vm: Vm, efd: EventFd) -> None:
-    """api.rst 4.144: from the first unclaimed piece, that piece and the rest
+    """api.rst 4.146: from the first unclaimed piece, that piece and the rest
     of the page's part exit as successive KVM_EXIT_MMIO of at most 8 bytes."""
     vm.assign_iofd(WIDE_BASE, 16, efd.fd)
     start = WIDE_BASE + 12  # the first piece straddles the range's end

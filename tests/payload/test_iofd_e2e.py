@@ -46,7 +46,7 @@ OTHER = {"pio": 0x0780, "mmio": 0xA000}  # a second, disjoint address per bus
 DOORBELL_PATH = "/dev/doorbell"
 
 BUS_LIMIT = 1000
-"""api.rst 8.42 KVM_CAP_IOFD: a bus holds at most 1000 devices other than
+"""api.rst 8.48 KVM_CAP_IOFD: a bus holds at most 1000 devices other than
 ioeventfds (NR_IOBUS_DEVS), beyond which KVM_IOFD fails with ENOSPC."""
 FILL_BASE = {"pio": 0x1000, "mmio": 0xD000}
 """Where the bus-limit test puts BUS_LIMIT 1-byte iofds: clear of BASES and
@@ -123,7 +123,7 @@ BUSES = ("pio", "mmio")
 
 # --- the capability ----------------------------------------------------------------------
 def test_capability_is_1(vm: Vm) -> None:
-    """api.rst 8.42: the capability says KVM_IOFD exists and returns 1; it is
+    """api.rst 8.48: the capability says KVM_IOFD exists and returns 1; it is
     not a count (v1 returned its per-VM limit, 256)."""
     assert vm.check_extension(uapi.KVM_CAP_IOFD) == 1
 
@@ -249,7 +249,7 @@ def test_invalid_arguments_are_einval(vm: Vm, efd: EventFd, bus: str) -> None:
         "unknown flag bit 31": KvmIofd(addr=base, len=4, fd=efd.fd, flags=bus_flag | 1 << 31),
         "pad[0] != 0": KvmIofd(addr=base, len=4, fd=efd.fd, flags=bus_flag, pad=(1, 0, 0, 0)),
         "pad[3] != 0": KvmIofd(addr=base, len=4, fd=efd.fd, flags=bus_flag, pad=(0, 0, 0, 0x80)),
-        # api.rst 4.144 error 5: without KVM_IOFD_FLAG_BUFFER, buffer must be 0.
+        # api.rst 4.146 error 5: without KVM_IOFD_FLAG_BUFFER, buffer must be 0.
         "buffer without the flag": KvmIofd(addr=base, len=4, fd=efd.fd, flags=bus_flag, buffer=1),
         "kernel buffer without the flag": KvmIofd(
             addr=base, len=4, fd=efd.fd, flags=bus_flag, buffer=0xFFFF800000000000

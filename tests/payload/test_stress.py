@@ -77,7 +77,7 @@ FLAG_ADDR = 0x0A00  # RAM; the test writes non-zero to stop the guest
 COUNT_ADDR = 0x0A10  # RAM; the guest stores ESI (the write count) after each write
 
 BUS_LIMIT = 1000
-"""api.rst 8.42: devices other than ioeventfds per io bus, then ENOSPC."""
+"""api.rst 8.48: devices other than ioeventfds per io bus, then ENOSPC."""
 
 DISRUPTORS = "abcd"
 COMBOS = ["".join(c) for n in (1, 2) for c in itertools.combinations(DISRUPTORS, n)]

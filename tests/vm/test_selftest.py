@@ -6,7 +6,7 @@ from harness.vm.session import Session
 
 
 def test_iofd_selftest(vm: Session, kernel: Kernel) -> None:
-    binary = kernel.selftests / "x86_64" / "iofd_test"
+    binary = kernel.selftests / "x86" / "iofd_test"
     r = vm.run(str(binary), timeout=900)
     print(r.stdout, r.stderr)
     assert r.rc == 0, f"iofd_test failed (exit {r.rc}):\n{r.stdout}\n{r.stderr}"
