@@ -276,6 +276,26 @@ class Asm:
         opcode = 0xEC if size == 1 else 0xED
         self._emit(_prefix(size) + bytes([opcode]), f"in {ACCUMULATOR[size]}, dx")
 
+    def rep_ins(self, size: int) -> None:
+        """``rep insb|insw|insd``: F3 6C (8-bit), F3 6D (16-bit), F3 66 6D (32-bit).
+        Reads CX elements from port DX to ES:DI; the emulator reads them
+        ahead, several per bus access run, which is what the string-PIO
+        tests need."""
+        _check_size(size)
+        opcode = 0x6C if size == 1 else 0x6D
+        self._emit(bytes([0xF3]) + _prefix(size) + bytes([opcode]), f"rep ins{'bwd'[size // 2]}")
+
+    def rep_outs(self, size: int) -> None:
+        """``rep outsb|outsw|outsd``: F3 6E, F3 6F, F3 66 6F.  Writes CX
+        elements from DS:SI to port DX."""
+        _check_size(size)
+        opcode = 0x6E if size == 1 else 0x6F
+        self._emit(bytes([0xF3]) + _prefix(size) + bytes([opcode]), f"rep outs{'bwd'[size // 2]}")
+
+    def cld(self) -> None:
+        """``cld``: FC (string instructions count upwards)."""
+        self._emit(bytes([0xFC]), "cld")
+
     # -- arithmetic and control flow ----------------------------------------------------
     def dec(self, dst: str) -> None:
         """``dec r16/r32``: 48+rw / 66 48+rd (the one-byte form exists outside 64-bit mode)."""

@@ -143,6 +143,28 @@ def pio_write_loop(n: int, size: int = 1, port: int = PIO_PORT, value: int = PAT
     return finish(a, f"pio_write{size}", n)
 
 
+def string_pio(direction: str, count: int, addr: int, size: int = 1, port: int = PIO_PORT) -> Program:
+    """One ``rep ins`` (``direction`` "in") of ``count`` elements from
+    ``port`` to guest RAM at ``addr``, or one ``rep outs`` ("out") from
+    there to the port.  The elements are ``size`` bytes each."""
+    _check_port(port, size)
+    if direction not in ("in", "out"):
+        raise ValueError(f"a string PIO is 'in' or 'out', not {direction!r}")
+    if not (count > 0 and addr >= 0 and addr + count * size <= LOAD_ADDR):
+        raise ValueError(f"{count} elements of {size} bytes at {addr:#x} do not fit below the program")
+    a = Asm(LOAD_ADDR)
+    a.cld()
+    a.mov_imm("dx", port)
+    a.mov_imm("cx", count)
+    if direction == "in":
+        a.mov_imm("di", addr)
+        a.rep_ins(size)
+    else:
+        a.mov_imm("si", addr)
+        a.rep_outs(size)
+    return finish(a, f"string_{direction}{size}", count)
+
+
 def pio_read_loop(n: int, size: int = 1, port: int = PIO_PORT) -> Program:
     """``n`` reads of ``size`` bytes from ``port``; result = OR of all values."""
     _check_port(port, size)
