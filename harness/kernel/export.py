@@ -267,24 +267,60 @@ def _clear(out: Path, directory: Path) -> None:
         p.unlink()
 
 
+BUS_CALLERS = r"kvm_io_bus_(register_dev|read|write)\("
+"""What the arch code calls into the io bus with.  The series changes what
+kvm_io_bus_register_dev() may return (-EEXIST) and what a bus access may do
+(sleep in a user access), so the maintainers of every arch file that calls
+them review it too, although the patches do not touch those files."""
+
+
+def bus_callers(tree: Path) -> list[str]:
+    """The arch files that call the io bus (see BUS_CALLERS)."""
+    r = subprocess.run(["git", "grep", "-l", "-E", BUS_CALLERS, "--", "arch"],
+                       cwd=tree, capture_output=True, text=True)
+    return r.stdout.split()
+
+
 def recipients(tree: Path, patches: list[Path]) -> str:
-    """To: and Cc: lines from get_maintainer.pl, for git send-email or b4."""
-    r = subprocess.run(["perl", "scripts/get_maintainer.pl", "--rolestats", "--no-git",
-                        "--no-git-fallback", *map(str, patches)],
-                       cwd=tree, capture_output=True, text=True, check=True)
-    return addressed(r.stdout)
+    """To: and Cc: lines from get_maintainer.pl, for git send-email or b4:
+    for the patches, and for the arch files whose behaviour they change."""
+    def get_maintainer(*args: str) -> list[str]:
+        r = subprocess.run(["perl", "scripts/get_maintainer.pl", "--rolestats", "--no-git",
+                            "--no-git-fallback", *args],
+                           cwd=tree, capture_output=True, text=True, check=True)
+        return r.stdout.splitlines()
+
+    # One run per patch: given several, get_maintainer.pl reports each person's
+    # role for the first patch only.  It takes either patches or, with -f, files.
+    lines = [x for p in patches for x in get_maintainer(str(p))]
+    callers = bus_callers(tree)
+    return addressed("\n".join(lines), "\n".join(get_maintainer("-f", *callers)) if callers else "")
 
 
-def addressed(get_maintainer_output: str) -> str:
+def addressed(get_maintainer_output: str, cc_only: str = "") -> str:
     """To: the KVM maintainers and kvm@vger.kernel.org, who take the series;
     Cc: everyone else get_maintainer.pl names (the documentation and selftest
-    maintainers, reviewers, the other lists), who review their files in it."""
-    to, cc = [], []
-    for line in filter(None, map(str.strip, get_maintainer_output.splitlines())):
+    maintainers, reviewers, the other lists), who review their files in it,
+    and everyone in *cc_only* (get_maintainer.pl's output for files the
+    series affects without touching them).  Each address appears once."""
+    to: list[str] = []
+    cc: list[str] = []
+    lines = [(x, False) for x in get_maintainer_output.splitlines()]
+    lines += [(x, True) for x in cc_only.splitlines()]
+    for line, only_cc in lines:
+        line = line.strip()
+        if not line:
+            continue
         # "Name <addr> (role:SECTION,role:SECTION)" or "list@addr (open list:SECTION)"
         m = re.fullmatch(r"(.*?>|\S+) \((.*)\)", line)
         who, roles = m.groups() if m else (line, "")
-        (to if _KVM_ROLE.search(roles) else cc).append(who)
+        if _KVM_ROLE.search(roles) and not only_cc:
+            if who in cc:
+                cc.remove(who)
+            if who not in to:
+                to.append(who)
+        elif who not in to and who not in cc:
+            cc.append(who)
     return "".join(f"To: {x}\n" for x in to) + "".join(f"Cc: {x}\n" for x in cc)
 
 

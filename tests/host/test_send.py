@@ -23,7 +23,9 @@ import pytest
 from harness import paths
 from harness.errors import HarnessError
 from harness.kernel import export, git
+from harness.kernel.pipeline import last_built
 from harness.kernel.source import KernelTree
+from harness.settings import from_env
 
 ME = export.Sender("Zoë Example", "zoe@example.org")
 # What get_maintainer.pl says for kernel-patch/ in the harness's tree.
@@ -57,6 +59,34 @@ def test_a_kvm_reviewer_is_cc_and_any_kvm_role_is_to() -> None:
         "Max Both <mb@example.org> (maintainer:DOCUMENTATION,maintainer:KERNEL VIRTUAL "
         "MACHINE FOR ARM64 (KVM/arm64))\n").splitlines()
     assert lines == ["To: Max Both <mb@example.org>", "Cc: Rita Viewer <rv@example.org>"]
+
+
+def test_each_address_once_and_a_maintainer_role_anywhere_makes_to() -> None:
+    """Per-patch runs repeat people: a reviewer of one patch who maintains
+    another's files is To, once; the arch files the series only affects add
+    Cc's, even their KVM maintainers (the series does not go through them)."""
+    lines = export.addressed(
+        "Sean X86 <s@example.org> (reviewer:KERNEL VIRTUAL MACHINE (KVM))\n"
+        "Doc Person <d@example.org> (maintainer:DOCUMENTATION)\n"
+        "Sean X86 <s@example.org> (maintainer:KERNEL VIRTUAL MACHINE FOR X86 (KVM/x86))\n"
+        "Doc Person <d@example.org> (maintainer:DOCUMENTATION)\n",
+        "Arm Maint <a@example.org> (maintainer:KERNEL VIRTUAL MACHINE FOR ARM64 (KVM/arm64))\n"
+        "Doc Person <d@example.org> (maintainer:DOCUMENTATION)\n").splitlines()
+    assert lines == ["To: Sean X86 <s@example.org>", "Cc: Doc Person <d@example.org>",
+                     "Cc: Arm Maint <a@example.org>"]
+
+
+def test_the_io_bus_callers_are_found_in_every_architecture() -> None:
+    """The arch files whose behaviour the series changes: every architecture
+    with an io bus caller is there, so its maintainers get the series."""
+    try:
+        tree = last_built(from_env().with_flavour("default")).tree
+    except HarnessError as e:
+        pytest.skip(f"needs a built kernel tree to grep: {e}")
+    found = export.bus_callers(tree)
+    for arch in ("arm64", "loongarch", "mips", "powerpc", "riscv", "x86"):
+        assert any(f.startswith(f"arch/{arch}/") for f in found), (arch, found)
+    assert "arch/powerpc/kvm/mpic.c" in found and "arch/arm64/kvm/vgic/vgic-its.c" in found
 
 
 @pytest.fixture
