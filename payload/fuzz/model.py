@@ -708,26 +708,26 @@ class Model:
         """api.rst 4.146: "When several apply, any one of them may be
         returned".  The answer is the first in the document's order, and
         :attr:`allowed` collects every other one that applies."""
+        applies: list[tuple[str, int]] = []  # (API_ITEMS key, errno), in api.rst order
         args_err = self.iofd_args_errno(case)
-        args_rule = self.rule
+        if args_err:
+            applies.append((self.rule, args_err))
         fd_err, ctx = self.resolve(case.fd)
+        if fd_err:
+            applies.append(("iofd-9", fd_err))
+        ref = self.buffer_ref(case)
         if not args_err and not case.deassign:
             # Errors 10, 13 and 14 describe a well-formed range; they apply
             # beside a bad fd.
-            ref = self.buffer_ref(case)
             if ref is not None and not self.buffer_access_ok(ref, case.length):
-                self.allowed.add(errno.EFAULT)
+                applies.append(("iofd-assign-10", errno.EFAULT))
             if self.bus_busy(case.pio, case.addr, case.length):
-                self.allowed.add(errno.EEXIST)
+                applies.append(("iofd-assign-13", errno.EEXIST))
             if self.bus_full(case.pio):
-                self.allowed.add(errno.ENOSPC)
-        if args_err:
-            if fd_err:
-                self.allowed.add(fd_err)
-            return self._because(args_rule, args_err)
-        if fd_err:
-            return self._because("iofd-9", fd_err)
-        self.allowed.clear()  # a good fd: from here on the first error is the only one
+                applies.append(("iofd-assign-14", errno.ENOSPC))
+        if applies:
+            self.allowed = {err for _, err in applies[1:]}
+            return self._because(*applies[0])
         if case.deassign:  # deassign error 10: the buffer is not compared
             for i, r in enumerate(self.iofds):
                 if (r.pio, r.addr, r.length, r.ctx) == (case.pio, case.addr, case.length, ctx):
@@ -735,17 +735,6 @@ class Model:
                     self._unregister(r.pio, r)
                     return self._because("iofd-deassign-ok", 0)
             return self._because("iofd-deassign-10", errno.ENOENT)
-        ref = self.buffer_ref(case)
-        busy, full = self.bus_busy(case.pio, case.addr, case.length), self.bus_full(case.pio)
-        if ref is not None and not self.buffer_access_ok(ref, case.length):
-            self.allowed.update(e for e, on in ((errno.EEXIST, busy), (errno.ENOSPC, full)) if on)
-            return self._because("iofd-assign-10", errno.EFAULT)
-        if busy:
-            if full:
-                self.allowed.add(errno.ENOSPC)
-            return self._because("iofd-assign-13", errno.EEXIST)
-        if full:
-            return self._because("iofd-assign-14", errno.ENOSPC)
         if ref is not None:
             self._check_modelled(ref, case.length)
         new = Iofd(case.pio, case.addr, case.length, ctx, ref)
