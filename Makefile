@@ -21,7 +21,7 @@ export KVM_IOFD_FLAVOUR := $(FLAVOUR)
 # STRICT=1: a missed target fails the run (exit status 1).
 BENCH_ARGS := $(if $(N),--iterations $(N)) $(if $(TRIALS),--trials $(TRIALS)) $(if $(STRICT),--strict)
 
-.PHONY: all bench test build deps venv lint gates patches smoke shell clean-venv
+.PHONY: all bench bench-record test build deps venv lint gates patches smoke shell clean-venv
 
 all: bench
 
@@ -41,6 +41,10 @@ build: deps
 
 bench: build
 	$(PY) -m harness bench --no-build $(HARNESS_ARGS) $(BENCH_ARGS)
+
+# make bench-record WHY="...": rewrite make test's instruction-count record.
+bench-record: build
+	$(PY) -m harness bench --no-build $(HARNESS_ARGS) --record-icount --why "$(WHY)"
 
 # actionlint runs the venv's shellcheck on every run: step (not one on PATH that may differ).
 ACTIONLINT := $(VENV)/bin/actionlint -shellcheck $(abspath $(VENV))/bin/shellcheck

@@ -81,6 +81,9 @@ def cmd_bench(args: argparse.Namespace, cfg: Settings) -> int:
     from harness.bench import host  # matplotlib loads only for this command
 
     k = _kernel(args, cfg)
+    if args.record_icount:
+        opts = boot.options(cfg)
+        return host.record_icount(k, opts, args.why or "")
     return host.run(k, boot.options(cfg), args.iterations, args.trials, strict=args.strict)
 
 
@@ -149,6 +152,10 @@ def parser() -> argparse.ArgumentParser:
                    help=f"trials per mode, interleaved (default {BENCH_TRIALS})")
     b.add_argument("--strict", action="store_true",
                    help="exit 1 when a performance target is missed (count errors always fail)")
+    b.add_argument("--record-icount", action="store_true",
+                   help="measure instructions per doorbell as make test's gate does, and rewrite "
+                        "its record (harness/bench/icount-record.json); needs --why")
+    b.add_argument("--why", help="with --record-icount: why the record changes (kept in it)")
     add("gates", cmd_gates, "checkpatch --strict and the sparse gate")
     ks = add("kselftests", cmd_kselftests, "run the upstream KVM selftests against the baseline")
     ks.add_argument("--baseline", action="store_true",

@@ -13,12 +13,22 @@ ratio, where a ratio of two medians taken over the whole run keeps it.  On
 one machine, three fresh runs flipped two targets on the ratio of medians
 while the paired ratios stayed inside their limits.
 
-Everything here works on raw values (integer nanoseconds per trial);
-rounding is the printer's business.
+Why a confidence interval for the median, not the interquartile range: a
+target is decided when the limit lies outside the distribution-free 95 %
+confidence interval of the paired median (order statistics of a
+Binomial(n, 1/2) count, as in any nonparametric statistics text).  That
+interval narrows as rounds are added, roughly as 1/sqrt(n); the IQR does
+not, so with the IQR rule more rounds could never decide a target that sat
+inside the rounds' own spread.
+
+Everything here works on raw values (integer nanoseconds per trial, or
+guest instructions under QEMU's icount); rounding is the printer's
+business.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +38,8 @@ from typing import Any
 OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, ">=": operator.ge}
 
 PASS, MISS, STRADDLE, NOT_RUN = "pass", "miss", "straddle", "n/a"
+CONFIDENCE = 0.95
+"""What the median's confidence interval must cover, where the rounds allow."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +50,44 @@ class Spread:
     q1: float
     q3: float
 
+
+@dataclass(frozen=True)
+class MedianCi:
+    """A distribution-free confidence interval for a sample's median:
+    ``[lo, hi]`` are order statistics, and ``coverage`` is the exact
+    probability that such an interval holds the true median."""
+
+    lo: float
+    hi: float
+    coverage: float
+
     def straddles(self, limit: float) -> bool:
-        """The limit lies strictly inside the interquartile range: the
-        middle half of the rounds fell on both sides of it."""
-        return self.q1 < limit < self.q3
+        """The limit lies strictly inside the interval: the rounds cannot
+        tell which side of it the median is on."""
+        return self.lo < limit < self.hi
+
+
+def _binomial_cdf_half(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2)."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+
+
+def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> MedianCi:
+    """The narrowest order-statistic interval ``[x(k), x(n+1-k)]`` (sorted,
+    1-based) whose coverage ``1 - 2 P(X <= k-1)`` reaches ``confidence``.
+
+    With too few values for that (5 or fewer at 95 %) the whole range is
+    returned with the lower coverage it has, which the report prints: the
+    interval never claims more than the rounds give.
+    """
+    if not values:
+        raise ValueError("the confidence interval of no values")
+    x = sorted(values)
+    n = len(x)
+    k = 1
+    while k + 1 <= (n + 1) // 2 and 1 - 2 * _binomial_cdf_half(k, n) >= confidence:
+        k += 1
+    return MedianCi(x[k - 1], x[n - k], 1 - 2 * _binomial_cdf_half(k - 1, n) if n > 1 else 0.0)
 
 
 @dataclass(frozen=True)
@@ -87,12 +133,13 @@ def spread_dict(values: Sequence[float]) -> dict[str, float]:
     return {"median": s.median, "q1": s.q1, "q3": s.q3, "min": min(values), "max": max(values)}
 
 
-def verdict(s: Spread, op: str, limit: float) -> str:
-    """``straddle`` when the IQR straddles the limit, else ``pass`` or
-    ``miss`` as the median meets ``op limit`` (inclusive) or not."""
-    if s.straddles(limit):
+def verdict(median: float, ci: MedianCi, op: str, limit: float) -> str:
+    """``straddle`` when the median's confidence interval straddles the
+    limit, else ``pass`` or ``miss`` as the median meets ``op limit``
+    (inclusive) or not."""
+    if ci.straddles(limit):
         return STRADDLE
-    return PASS if OPS[op](s.median, limit) else MISS
+    return PASS if OPS[op](median, limit) else MISS
 
 
 def ratio_of_medians(a: Sequence[float], b: Sequence[float]) -> float:
@@ -102,44 +149,71 @@ def ratio_of_medians(a: Sequence[float], b: Sequence[float]) -> float:
 
 def paired(a: Mapping[int, float] | None, b: Mapping[int, float] | None) -> dict[str, Any] | None:
     """What a target (or a ratio shown without one) reports on a / b:
-    ``measured`` (the paired median), ``iqr`` ([q1, q3]), ``ratios`` (every
-    round's pair), ``pairs`` and ``ratio_of_medians``, all raw floats; None
-    when either side was not measured or no round has both."""
+    ``measured`` (the paired median), ``ci`` ([lo, hi], the median's
+    confidence interval) and ``ci_coverage``, ``iqr`` ([q1, q3], shown, not
+    deciding), ``ratios`` (every round's pair), ``pairs`` and
+    ``ratio_of_medians``, all raw floats; None when either side was not
+    measured or no round has both."""
     if not a or not b:
         return None
     ratios = paired_ratios(a, b)
     if not ratios:
         return None
     s = spread(ratios)
-    return {"measured": s.median, "iqr": [s.q1, s.q3], "ratios": ratios, "pairs": len(ratios),
+    ci = median_ci(ratios)
+    return {"measured": s.median, "ci": [ci.lo, ci.hi], "ci_coverage": ci.coverage,
+            "iqr": [s.q1, s.q3], "ratios": ratios, "pairs": len(ratios),
             "ratio_of_medians": ratio_of_medians(list(a.values()), list(b.values()))}
 
 
 def evaluate(target: Target, per_round: Mapping[str, Mapping[int, float] | None]) -> dict[str, Any]:
     """One target's entry from each measured row's round -> raw value.
 
-    Keys: rule, a, b, op, limit, why, measured, iqr, ratios, pairs,
+    Keys: rule, a, b, op, limit, why, measured, ci, ci_coverage, iqr, ratios, pairs,
     ratio_of_medians (see :func:`paired`; None, [] or 0 when not run),
     verdict (pass, miss, straddle, or n/a when not run) and ok (True on a
     pass, False on a miss, None when undecided or not run)."""
     entry: dict[str, Any] = {
         "rule": target.rule, "a": target.a, "b": target.b, "op": target.op,
-        "limit": target.limit, "why": target.why, "measured": None, "iqr": None,
+        "limit": target.limit, "why": target.why, "measured": None, "ci": None,
+        "ci_coverage": None, "iqr": None,
         "ratios": [], "ratio_of_medians": None, "pairs": 0, "verdict": NOT_RUN, "ok": None,
     }
     found = paired(per_round.get(target.a), per_round.get(target.b))
     if found is None:
         return entry
-    v = verdict(Spread(found["measured"], *found["iqr"]), target.op, target.limit)
+    v = verdict(found["measured"], MedianCi(*found["ci"], found["ci_coverage"]), target.op,
+                target.limit)
     entry.update(found, verdict=v, ok={PASS: True, MISS: False}.get(v))
     return entry
 
 
-def rotated(names: Sequence[str], round_index: int) -> list[str]:
-    """Round ``round_index``'s run order: ``names`` rotated left by the
-    round number, so each row runs first, second, ... in turn and no row
-    always follows the same neighbour into a warm or cold emulator."""
-    if not names:
+def williams_base(n: int) -> list[int]:
+    """0, 1, n-1, 2, n-2, ...: the first row of a Williams square of side n."""
+    out, lo, hi = [0], 1, n - 1
+    while len(out) < n:
+        out.append(lo)
+        lo += 1
+        if len(out) < n:
+            out.append(hi)
+            hi -= 1
+    return out
+
+
+def run_order(names: Sequence[str], round_index: int) -> list[str]:
+    """Round ``round_index``'s run order, from a Williams design: round t
+    runs ``names[(b_j + t) mod n]`` for the base row b of
+    :func:`williams_base` (reversed in every second block of n rounds when
+    n is odd).
+
+    Over n rounds (2n when n is odd) each row runs once in every place, and
+    each row runs right after every other row equally often, so no row
+    always follows the same neighbour into a warm or cold emulator.  (A
+    plain cyclic rotation, which this replaced, keeps every row's
+    neighbours in every round.)"""
+    n = len(names)
+    if not n:
         return []
-    k = round_index % len(names)
-    return [*names[k:], *names[:k]]
+    t = round_index % (2 * n if n % 2 else n)
+    order = [names[(b + t) % n] for b in williams_base(n)]
+    return order[::-1] if t >= n else order

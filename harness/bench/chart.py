@@ -1,7 +1,7 @@
 """``results/bench.png``: median rtt per mode, min-max as error bars; the
 2009 posting's five rows beside today's and the scale rows' paired ratios
 to their 0-registration row; below them each target's paired median and
-IQR against its limit; at the bottom, when it ran, the doorbell-bank
+95% confidence interval against its limit; at the bottom, when it ran, the doorbell-bank
 scenario's variants (ns per doorbell write) and its two targets.
 
 Drawn on an Agg canvas object rather than through pyplot, so it needs no
@@ -65,20 +65,20 @@ VERDICT_COLOURS = {"pass": "#4f81bd", "miss": "#c0504d", "straddle": "#f79646"}
 
 def _targets_panel(ax: Axes, results: list[dict[str, Any]]) -> None:
     """Each target as its limit over 1 (a vertical tick at 1.0 is the
-    limit), the paired median a dot and its IQR a bar, coloured by verdict;
+    limit), the paired median a dot and its 95% confidence interval a bar, coloured by verdict;
     the ratio of medians a small cross."""
     shown = [r for r in results if r.get("measured") is not None]
     ys = list(range(len(shown)))[::-1]
     for y, r in zip(ys, shown, strict=True):
         limit = r["limit"]
-        q1, q3 = (x / limit for x in r["iqr"])
+        q1, q3 = (x / limit for x in r["ci"])
         colour = VERDICT_COLOURS.get(r["verdict"], "#7f7f7f")
         ax.plot([q1, q3], [y, y], color=colour, linewidth=4, alpha=0.5, solid_capstyle="butt")
         ax.plot([r["measured"] / limit], [y], "o", color=colour)
         ax.plot([r["ratio_of_medians"] / limit], [y], "x", color="black", markersize=5)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks(ys, [f"{r['rule']} ({r['verdict']})" for r in shown], fontsize=8)
-    ax.set_xlabel("paired median (dot) and IQR (bar) / limit; x: ratio of medians / limit. "
+    ax.set_xlabel("paired median (dot) and 95% CI (bar) / limit; x: ratio of medians / limit. "
                   "<= targets pass left of 1, >= targets right of it", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
 
@@ -109,7 +109,7 @@ def _seed_panel(ax: Axes, bench: Mapping[str, Any], seed: Mapping[str, tuple[flo
 
 def _scale_panel(ax: Axes, bench: Mapping[str, Any]) -> None:
     """Per scaled mode, the paired ratio to its 0-registration row against
-    the number of other registrations (log axis; 0 drawn at 1), the IQR as
+    the number of other registrations (log axis; 0 drawn at 1), the median's 95% CI as
     error bars, and the target's limit as a dashed line."""
     by_a = {r["a"]: r for r in bench.get("targets", [])}
     limit = None
@@ -120,8 +120,8 @@ def _scale_panel(ax: Axes, bench: Mapping[str, Any]) -> None:
             continue
         xs = [1] + [m.others for m in rows]
         med = [1.0] + [by_a[m.name]["measured"] for m in rows]
-        lo = [0.0] + [by_a[m.name]["measured"] - by_a[m.name]["iqr"][0] for m in rows]
-        hi = [0.0] + [by_a[m.name]["iqr"][1] - by_a[m.name]["measured"] for m in rows]
+        lo = [0.0] + [by_a[m.name]["measured"] - by_a[m.name]["ci"][0] for m in rows]
+        hi = [0.0] + [by_a[m.name]["ci"][1] - by_a[m.name]["measured"] for m in rows]
         ax.errorbar(xs, med, yerr=[lo, hi], marker="o", capsize=3, label=base,
                     color=SCALE_COLOURS.get(base, "#7f7f7f"))
         limit = by_a[rows[0].name]["limit"]
@@ -132,7 +132,7 @@ def _scale_panel(ax: Axes, bench: Mapping[str, Any]) -> None:
     ax.set_xscale("log")
     ax.set_xticks([1, 10, 100, 990], ["0", "10", "100", "990"])
     ax.set_xlabel("other registrations on the same bus", fontsize=8)
-    ax.set_ylabel("paired rtt ratio to 0 registrations\nmedian; bars: IQR", fontsize=8)
+    ax.set_ylabel("paired rtt ratio to 0 registrations\nmedian; bars: 95% CI", fontsize=8)
     ax.set_title("cost against registrations on the bus", fontsize=9)
     ax.grid(alpha=0.3)
 
@@ -192,7 +192,7 @@ def draw(bench: Mapping[str, Any], path: Path,
         ax = fig.add_subplot(grid[3, 1])
         _targets_panel(ax, _device_rows(dev))
         ax.set_ylim(-0.6, max(len(dev["targets"]) - 0.4, 0.6))
-        ax.set_xlabel("paired median (dot), IQR (bar), ratio of medians (x), each / limit;\n"
+        ax.set_xlabel("paired median (dot), 95% CI (bar), ratio of medians (x), each / limit;\n"
                       "<= passes left of 1, >= right of it", fontsize=7)
         ax.set_title("doorbell bank targets", fontsize=9)
     fig.tight_layout()

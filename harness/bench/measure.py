@@ -39,13 +39,14 @@ def _run_and_fetch(machine: Machine, module_and_args: str, remote: str, raw: Pat
     return json.loads(raw.read_text())
 
 
-def measure(machine: Machine, n: int, trials: int, raw: Path, timeout: float) -> dict[str, Any]:
-    """Run *trials* trials of *n* writes per mode there; the raw data,
-    unjudged, also written to *raw* here (kept, to look at, whatever the
-    verdict on it)."""
+def measure(machine: Machine, n: int, trials: int, raw: Path, timeout: float,
+            array: bool = True) -> dict[str, Any]:
+    """Run *trials* trials of *n* writes per mode there (and, with *array*,
+    the 1024-doorbell array); the raw data, unjudged, also written to *raw*
+    here (kept, to look at, whatever the verdict on it)."""
     remote = f"{machine.scratch}/{RAW}"
     return _run_and_fetch(machine, f"payload.vmexit.runner --iterations {n} --trials {trials} "
-                                   f"--out {shlex.quote(remote)}",
+                                   f"{'' if array else '--no-array '}--out {shlex.quote(remote)}",
                           remote, raw, timeout, "the benchmark", "the benchmark runner")
 
 

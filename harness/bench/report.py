@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.bench import summary, targets
+from harness.bench import icount, summary, targets
 from payload.vmexit import modes
 
 SEED = {  # the 2009 posting: rtt in µs, and whether it was measured
@@ -35,7 +35,7 @@ def _ratio(bench: Mapping[str, Any], a: str, b: str) -> str:
 VERDICTS = {
     "pass": "pass",
     "miss": "**MISS**",
-    "straddle": "undecided: the IQR straddles the limit",
+    "straddle": "undecided: the limit is inside the median's confidence interval",
     "n/a": "n/a (mode not run)",
 }
 
@@ -48,8 +48,14 @@ def _shown(m: float | int | None) -> str:
     return "n/a" if m is None else (f"{m:.3f}" if isinstance(m, float) else str(m))
 
 
-def _iqr(r: Mapping[str, Any]) -> str:
-    return "n/a" if r.get("iqr") is None else f"{r['iqr'][0]:.3f}-{r['iqr'][1]:.3f}"
+def _ci(r: Mapping[str, Any]) -> str:
+    """The paired median's confidence interval, with its coverage when
+    the rounds gave less than the 95 % asked for."""
+    if r.get("ci") is None:
+        return "n/a"
+    cov = r.get("ci_coverage")
+    low = f" ({cov:.0%})" if cov is not None and cov < 0.95 else ""
+    return f"{r['ci'][0]:.3f}-{r['ci'][1]:.3f}{low}"
 
 
 def _doorbell(bench: Mapping[str, Any], name: str) -> str:
@@ -85,18 +91,66 @@ def targets_summary(results: list[dict[str, Any]]) -> str:
     if missed:
         text += f"; missed: {', '.join(r['rule'] for r in missed)}"
     if open_:
-        text += f"; undecided (IQR straddles the limit): {', '.join(r['rule'] for r in open_)}"
+        text += (f"; undecided (the limit is inside the median's confidence interval): "
+                 f"{', '.join(r['rule'] for r in open_)}")
     return text + "."
 
 
 def targets_table(results: list[dict[str, Any]]) -> str:
-    """Every target with the value measured against it."""
-    lines = ["| target | paired median | paired IQR | ratio of medians | result | why it matters |",
-             "|---|---:|---:|---:|---|---|"]
-    for r in results:
-        lines.append(f"| `{r['rule']}` | {_shown(r['measured'])} | {_iqr(r)} "
-                     f"| {_shown(r.get('ratio_of_medians'))} | {_verdict(r)} | {r['why']} |")
+    """Every target with the value measured against it; when it was decided
+    on instructions, the wall-clock figure beside it (shown, not deciding)."""
+    if any(r.get("basis") == icount.BASIS_INSTRUCTIONS for r in results):
+        lines = ["| target | instructions: paired median | 95% CI | wall-clock: paired median "
+                 "| 95% CI | wall-clock alone would say | result (on instructions) | why it matters |",
+                 "|---|---:|---:|---:|---:|---|---|---|"]
+        for r in results:
+            w = r.get("wall") or {}
+            lines.append(f"| `{r['rule']}` | {_shown(r['measured'])} | {_ci(r)} "
+                         f"| {_shown(w.get('measured'))} | {_ci(w)} | {_verdict(w)} "
+                         f"| {_verdict(r)} | {r['why']} |")
+    else:
+        lines = ["| target | paired median | 95% CI of the median | ratio of medians | result "
+                 "| why it matters |", "|---|---:|---:|---:|---|---|"]
+        for r in results:
+            lines.append(f"| `{r['rule']}` | {_shown(r['measured'])} | {_ci(r)} "
+                         f"| {_shown(r.get('ratio_of_medians'))} | {_verdict(r)} | {r['why']} |")
     lines += ["", targets_summary(results)]
+    return "\n".join(lines)
+
+
+def instructions_table(bench: Mapping[str, Any]) -> str:
+    """Instructions per doorbell (the icount run) beside the wall-clock rtt,
+    every mode and scale row, then the array and the device's variants."""
+    counted = bench.get("icount")
+    if counted is None:
+        return ("Not measured in this run (icount needs TCG; under KVM and on SSH hosts the "
+                "figures are wall-clock only).")
+    lines = [icount.NOTE, "",
+             f"{counted['trials']} rounds x {counted['iterations']} writes per mode.", "",
+             "| mode | instructions per doorbell (median) | min-max | wall-clock rtt µs (median) |",
+             "|---|---:|---:|---:|"]
+    for name, rec in counted["modes"].items():
+        p = rec["per_doorbell"]
+        wall = bench["modes"].get(name, {}).get("rtt_us", {}).get("median")
+        lines.append(f"| {name} | {p['median']:.1f} | {p['min']:.1f}-{p['max']:.1f} "
+                     f"| {_shown(wall)} |")
+    arr = counted.get("doorbell_array")
+    if arr is not None:
+        lines += ["", "| 1024-doorbell array | registrations | instructions to register (median) "
+                      "| per registration |", "|---|---:|---:|---:|"]
+        for side in ("ioeventfd", "iofd"):
+            s = arr[side]
+            lines.append(f"| {side} | {s['registrations']} | {s['register_instructions']:.0f} "
+                         f"| {s['per_registration']:.0f} |")
+        lines += ["", f"Registering the array as ioeventfds took {arr['register_ratio']:.1f}x the "
+                      "instructions of the one KVM_IOFD."]
+    dev = counted.get("device")
+    if dev is not None:
+        lines += ["", "| device variant | instructions per doorbell write (median) | min-max |",
+                  "|---|---:|---:|"]
+        for key, v in dev["variants"].items():
+            p = v["per_write"]
+            lines.append(f"| ({key}) {v['name']} | {p['median']:.1f} | {p['min']:.1f}-{p['max']:.1f} |")
     return "\n".join(lines)
 
 
@@ -151,7 +205,7 @@ def scale_table(bench: Mapping[str, Any]) -> str:
     """Each scaled mode's 0-registration row, then its scale rows with the
     paired ratio to that row and the target's verdict."""
     lines = ["| mode | other registrations on the bus | rtt µs (median) | paired ratio to 0 "
-             "| paired IQR | ratio of medians | target | result |",
+             "| 95% CI of the median | ratio of medians | target | result |",
              "|---|---:|---:|---:|---:|---:|---|---|"]
     for base in modes.SCALED:
         if base not in bench["modes"]:
@@ -161,7 +215,7 @@ def scale_table(bench: Mapping[str, Any]) -> str:
         for m in (m for m in modes.SCALE_MODES if m.base == base and m.name in bench["modes"]):
             t = _target_for(bench, m.name)
             cells = ("n/a", "n/a", "n/a", "-", "n/a") if t is None else (
-                _shown(t["measured"]), _iqr(t), _shown(t["ratio_of_medians"]),
+                _shown(t["measured"]), _ci(t), _shown(t["ratio_of_medians"]),
                 f"{t['op']} {t['limit']:g}", _verdict(t))
             lines.append(f"| {m.name} | {m.others} | {bench['modes'][m.name]['rtt_us']['median']:.2f} "
                          f"| {' | '.join(cells)} |")
@@ -172,9 +226,9 @@ def reported_table(rows: list[dict[str, Any]]) -> str:
     """Ratios shown with no target, with the same paired statistics."""
     if not rows:
         return "Not measured in this run."
-    lines = ["| ratio | paired median | paired IQR | ratio of medians | what it shows |",
+    lines = ["| ratio | paired median | 95% CI of the median | ratio of medians | what it shows |",
              "|---|---:|---:|---:|---|"]
-    lines += [f"| `{r['rule']}` | {_shown(r['measured'])} | {_iqr(r)} "
+    lines += [f"| `{r['rule']}` | {_shown(r['measured'])} | {_ci(r)} "
               f"| {_shown(r['ratio_of_medians'])} | {r['why']} |" for r in rows]
     return "\n".join(lines)
 
@@ -239,7 +293,8 @@ DEVICE_CHECKS = (
     ("userspace exits per run", "userspace exits/run"),
     ("eventfd signals per run", "eventfd signals/run"),
     ("runs whose consumed tails equal the guest's last writes",
-     "final tails: runs whose consumed tails equal the guest's last writes"),
+     "final tails: runs whose signalled wakeups alone consumed the guest's last writes "
+     "(before the drain)"),
     ("registrations", "registrations (proved at deassign)"),
     ("runs without problems", "runs without problems"),
 )
@@ -321,13 +376,14 @@ def final_tails(dev: Mapping[str, Any]) -> str:
     ok = all(c["ok"] for c in tails)
     runs = ", ".join(f"({c['variant']}) {c['value']} of {c['expected']}" for c in tails)
     return (f"Final-tail check ({'passed' if ok else 'FAILED'}): after every run, warm-up included, "
-            "the device thread must have consumed each of the 64 queues up to exactly the last "
-            f"tail the guest wrote to it; runs that did: {runs}.")
+            "the device thread's signalled wakeups must have consumed each of the 64 queues up to "
+            "exactly the last tail the guest wrote to it, before the drain that follows the run "
+            f"(which would find a tail whose signal was lost); runs that did: {runs}.")
 
 
 def _less_device_table(dev: Mapping[str, Any]) -> str:
-    lines = ["| ratio | paired median | paired IQR | ratio of medians |", "|---|---:|---:|---:|"]
-    lines += [f"| `{_device_rule(dev, r)}` | {_shown(r['measured'])} | {_iqr(r)} "
+    lines = ["| ratio | paired median | 95% CI of the median | ratio of medians |", "|---|---:|---:|---:|"]
+    lines += [f"| `{_device_rule(dev, r)}` | {_shown(r['measured'])} | {_ci(r)} "
               f"| {_shown(r['ratio_of_medians'])} |" for r in dev["targets_less_device"]]
     return "\n".join(lines)
 
@@ -346,7 +402,8 @@ def device_section(bench: Mapping[str, Any]) -> str:
         f"{pattern['queues_written']} queues written, tails up to {pattern['max_tail']}), and a "
         "device thread woken by an eventfd consumes every queue whose tail moved.  Each variant "
         f"runs an untimed warm-up, then {dev['rounds']} rounds of one run per variant, the order "
-        "rotated by one every round; a run's time is the native KVM_RUN loop's wall time from the "
+        "in a Williams design (every row once in every place, after every other row equally "
+        "often); a run's time is the native KVM_RUN loop's wall time from the "
         f"first KVM_RUN to the guest's DONE exit (the scenario took {dev['seconds']:.0f} s).  "
         "(b)'s 64 ioeventfds all signal one eventfd.",
         "", device_variants_table(dev),
@@ -379,7 +436,7 @@ def environment(bench: Mapping[str, Any]) -> str:
         ("workload", f"{bench['iterations']} guest writes of {bench.get('access_size', 1)} byte "
                      "(hypercalls for hc and hc-floor) per trial, "
                      f"{bench['trials']} rounds of one trial per mode and scale row "
-                     f"({len(bench['modes'])} in all), the order rotated by one every round"),
+                     f"({len(bench['modes'])} in all), the order a Williams design over the rounds"),
         ("KVM_RUN loop", "native C (payload/native/vmexit_loop.c), one untimed warm-up run per mode"),
         ("generated", bench.get("generated", "unknown")),
     ]
@@ -394,8 +451,11 @@ NOTES = """\
 - A target is decided on the median of its paired ratios: a/b of the two
   trials of each round, taken seconds apart, so drift over the run cancels.
   They are computed from the raw trial times and rounded only here.  The
-  ratio of medians is shown beside it; when the paired ratios'
-  interquartile range straddles the limit the target reads "undecided".
+  ratio of medians is shown beside it; when the limit lies inside the
+  paired median's distribution-free 95 % confidence interval (order
+  statistics; with 5 rounds or fewer the whole range, its lower coverage
+  shown in brackets) the target reads "undecided".  That interval narrows
+  as rounds are added, so more rounds can decide what fewer could not.
   `--strict` makes a missed target fail the run; a failed check always does.
 - userspace-*: the write exits to userspace and the native loop rings the
   doorbell with an ioctl (the 2009 "qemu" path, with a lean loop instead of
@@ -456,6 +516,7 @@ def markdown(bench: Mapping[str, Any]) -> str:
         "## Results\n\n" + results_table(bench),
         "## Checks\n\n" + checks_table(bench.get("checks", [])),
         "## Targets\n\n" + targets_table(bench["targets"]),
+        "## Instructions per doorbell (icount)\n\n" + instructions_table(bench),
         "## Against the 2009 posting\n\n" + seed_table(bench),
         "## Registrations on the bus (scale)\n\n" + scale_table(bench),
         "## Hypercalls (reported, no target)\n\n" + reported_table(bench.get("reported", [])),
@@ -479,15 +540,23 @@ def terminal(bench: Mapping[str, Any]) -> str:
         t = _target_for(bench, m.name)
         lines.append(f"{m.name:>19}: {bench['modes'][m.name]['rtt_us']['median']:7.2f}us rtt, "
                      f"paired {_shown(t and t['measured'])} x {m.base}")
+    counted = bench.get("icount")
+    if counted is not None:
+        lines += ["", f"instructions per doorbell under icount ({counted['trials']} rounds; "
+                      "a path length: see bench.md):"]
+        lines += [f"{name:>19}: {rec['per_doorbell']['median']:9.1f}"
+                  for name, rec in counted["modes"].items()]
     lines += ["", "checks (a failed one fails the run):"]
     lines += terminal_checks(bench.get("checks", []))
-    lines += ["", f"targets (median of {bench['trials']} per-round paired ratios [IQR]; "
-                  "ratio of medians beside it):"]
+    decided_on = ("instructions under icount, wall-clock beside it" if counted is not None
+                  else "wall-clock, ratio of medians beside it")
+    lines += ["", f"targets (median of the per-round paired ratios [95% CI]; decided on "
+                  f"{decided_on}):"]
     lines += [_target_line(r) for r in bench["targets"]]
     lines.append("  " + targets_summary(bench["targets"]))
     if bench.get("reported"):
-        lines += ["", "reported, no target (paired median [IQR]):"]
-        lines += [f"  {r['rule']:<44} paired {_shown(r['measured'])} [{_iqr(r)}]"
+        lines += ["", "reported, no target (paired median [95% CI]):"]
+        lines += [f"  {r['rule']:<44} paired {_shown(r['measured'])} [{_ci(r)}]"
                   for r in bench["reported"]]
     arr = bench.get("doorbell_array")
     if arr is not None:
@@ -519,11 +588,15 @@ def terminal_device(dev: Mapping[str, Any] | None) -> list[str]:
 
 
 def _target_line(r: Mapping[str, Any]) -> str:
-    """One target on the console: verdict, rule, paired median [IQR], ratio of medians."""
+    """One target on the console: verdict, rule, paired median [CI], ratio of medians."""
     word = {"pass": "pass", "miss": "MISS", "straddle": "UNDECIDED"}.get(r["verdict"], "n/a")
-    return (f"  {word:>9}  {r['rule']:<44} paired {_shown(r['measured'])} [{_iqr(r)}]  "
-            f"of medians {_shown(r.get('ratio_of_medians'))}"
-            + ("  (IQR straddles the limit)" if r["verdict"] == "straddle" else ""))
+    wall = r.get("wall")
+    beside = ("" if wall is None else
+              f"  wall-clock {_shown(wall['measured'])} [{_ci(wall)}]")
+    return (f"  {word:>9}  {r['rule']:<44} paired {_shown(r['measured'])} [{_ci(r)}]  "
+            + (f"of medians {_shown(r.get('ratio_of_medians'))}" if wall is None else
+               f"(instructions){beside}")
+            + ("  (the limit is inside the CI)" if r["verdict"] == "straddle" else ""))
 
 
 def terminal_checks(rows: list[dict[str, Any]]) -> list[str]:
@@ -542,10 +615,13 @@ def terminal_checks(rows: list[dict[str, Any]]) -> list[str]:
 
 def build(raw: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
     """The bench record of a run that passed its verdict (:func:`payload.vmexit.checks.verify`),
-    with its targets evaluated."""
+    with its targets evaluated: on the icount run's instructions when ``raw``
+    has one (``raw["icount"]``, judged by the same checks), else on wall-clock."""
     bench = summary.summarize(raw, env)
     bench["targets"] = targets.evaluate(bench)
     bench["reported"] = targets.evaluate_reported(bench)
+    counted = raw.get("icount")
+    icount.decide(bench, None if counted is None else icount.summarize(counted, env))
     return bench
 
 

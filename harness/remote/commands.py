@@ -65,8 +65,8 @@ def bench(settings: Settings, urls: Sequence[str], ssh_config: Path | None, n: i
         raise HarnessError("--iterations and --trials must be at least 1")
     outcomes = jobs.bench(addresses(urls, ssh_config), out, local_doorbells(settings), n, trials)
     rc = _finish(outcomes, out)
-    # A target the run could not decide (ok None, its IQR straddling the
-    # limit) is reported, not failed: the same rule as the local run's.
+    # A target the run could not decide (ok None, the limit inside its
+    # median's confidence interval) is reported, not failed: the same rule as the local run's.
     missed = any(o.bench and targets.misses(o.bench["targets"]) for o in outcomes)
     return rc or (1 if strict and missed else 0)
 

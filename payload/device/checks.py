@@ -100,6 +100,11 @@ def device_problems(record: DeviceRecord, pattern: Sequence[tuple[int, int]]) ->
     if writes and not 1 <= record.wakeups <= record.signals:
         problems.append(f"{record.wakeups} device wakeups for {record.signals} signals")
     last = last_tails(pattern, record.consumer.queues)
+    if record.consumed_by_signals != last:
+        problems += _capped("tails only the drain found", [
+            f"queue {q}: the signalled wakeups consumed up to {c}, the guest's last write was "
+            f"{last[q]}" for q, c in enumerate(record.consumed_by_signals or [0] * len(last))
+            if c != last[q]])
     if record.final and record.final != last:
         problems.append("the drain loaded tails other than the guest's last writes: "
                         + ", ".join(f"q{q}={t} (want {last[q]})"

@@ -206,6 +206,10 @@ class DeviceRecord:
     :func:`ordering_problems`."""
     final: list[int] = field(default_factory=list)
     """The tails loaded by the drain after the run."""
+    consumed_by_signals: list[int] = field(default_factory=list)
+    """Per queue, the tail consumed up to before the drain: what the
+    signals alone delivered.  The drain would make up for a lost signal,
+    so "nothing lost" is checked on this, not on the consumer after it."""
     cpu_ns: int = 0
     """The device thread's CPU time until it read the stop: on a one-CPU
     machine (the test VM) time the vCPU thread did not run."""

@@ -12,7 +12,8 @@ thread and KVM_RUN saw, which only the run has) are recorded in it by the rig.
 How: one VM per variant (:class:`~payload.device.rig.BankRig`), each first
 run once untimed (the warm-up: it faults memory in and proves the counts
 before any time is spent), then ``rounds`` rounds in which every variant
-runs once, the order rotated by one each round (a b c, b c a, c a b, ...).
+runs once, in the order :func:`payload.stats.run_order` gives (a Williams
+design: a b c, c a b, b c a, then reversed: c b a, ...).
 A run's time is the native loop's wall time from the first KVM_RUN to the
 DONE exit; ``ns_per_write`` divides it by the writes.  After the rounds
 each variant proves which ioctl registered its doorbells
@@ -62,7 +63,8 @@ where::
                      the guest did not run), "ns_per_write_less_device" ((ns -
                      device_cpu_ns) / writes), "queue_moves", "entries_consumed",
                      "tails_ok" (every queue consumed up to the guest's last
-                     write to it), "problems": [str] (what the rig found wrong
+                     write to it by the signalled wakeups, before the drain
+                     after the run), "problems": [str] (what the rig found wrong
                      with this run, in words)}
   SPREAD            {"median", "q1", "q3", "min", "max"} (raw, unrounded)
 """
@@ -140,7 +142,7 @@ def measure(writes: int, rounds: int, seed: int, keys: Sequence[str] = tuple(mod
         else:
             for r in range(rounds):
                 t0 = time.monotonic()
-                order = stats.rotated([v.key for v in variants], r)
+                order = stats.run_order([v.key for v in variants], r)
                 out["order"].append(order)
                 for key in order:
                     run = rigs[key].run(r)

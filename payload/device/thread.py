@@ -63,6 +63,7 @@ class DeviceThread(threading.Thread):
             if stopping:
                 record.cpu_ns = time.thread_time_ns()
                 break
+        record.consumed_by_signals = list(consumer.consumed or [0] * len(tails))
         record.final = tails[:]
         consumer.observe(record.final)
 

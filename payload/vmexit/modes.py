@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from payload.guest.hypercall import HV_STATUS_SUCCESS, KVM_ENOSYS
 from payload.guest.memmap import ELCR_PORT, MMIO_ADDR, MMIO_BASE, MMIO_LIMIT, PIO_PORT
-from payload.stats import rotated as rotated  # each round's run order, re-exported
+from payload.stats import run_order as run_order  # each round's run order, re-exported
 
 DEFAULT_ITERATIONS = 5000
 DEFAULT_TRIALS = 15

@@ -24,12 +24,12 @@ ENV = {"series": "deadbeef", "accel": "tcg", "host_cpu": "Test CPU @ 1 GHz"}
 # Median rtt per mode (µs) that meets every target.
 GOOD = {
     "userspace-mmio": 56.0, "userspace-pio": 46.0, "iofd-mmio": 38.0, "iofd-pio": 30.0,
-    "iofd-buffer-mmio": 39.0, "iofd-buffer-pio": 31.0,
-    "ioeventfd-mmio": 37.5, "ioeventfd-mmio-len0": 37.0, "ioeventfd-pio": 29.8,
+    "iofd-buffer-mmio": 38.5, "iofd-buffer-pio": 30.4,
+    "ioeventfd-mmio": 37.7, "ioeventfd-mmio-len0": 37.0, "ioeventfd-pio": 29.8,
     "kernel-pio": 29.5, "cpuid": 33.0, "hc": 36.0, "hc-floor": 32.0,
-    "iofd-pio+10": 30.0, "iofd-pio+100": 30.1, "iofd-pio+990": 30.3,
-    "iofd-mmio+10": 38.0, "iofd-mmio+100": 38.2, "iofd-mmio+990": 38.5,
-    "ioeventfd-pio+10": 29.8, "ioeventfd-pio+100": 29.9, "ioeventfd-pio+990": 30.1,
+    "iofd-pio+10": 30.0, "iofd-pio+100": 30.1, "iofd-pio+990": 30.2,
+    "iofd-mmio+10": 38.0, "iofd-mmio+100": 38.2, "iofd-mmio+990": 38.3,
+    "ioeventfd-pio+10": 29.8, "ioeventfd-pio+100": 29.9, "ioeventfd-pio+990": 30.0,
 }
 SPREAD = (-0.4, -0.1, 0.0, 0.2, 0.5)  # per-trial offsets around the median, µs
 
@@ -94,7 +94,7 @@ def trial(name: str, t: int, rtt_us: float, n: int = N) -> dict[str, Any]:
 
 def make_raw(medians: dict[str, float] = GOOD, n: int = N, trials: int = T,
              array: bool = True) -> dict[str, Any]:
-    rounds = [modes.rotated(list(medians), t) for t in range(trials)]
+    rounds = [modes.run_order(list(medians), t) for t in range(trials)]
     runs = [trial(name, t, medians[name] + SPREAD[t % len(SPREAD)], n)
             for t, order in enumerate(rounds) for name in order]
     paths = {name: path_by_hand(name) for name in medians if path_by_hand(name)}
@@ -191,15 +191,15 @@ def test_every_target_met() -> None:
 
 def test_the_new_targets_exist() -> None:
     rules = set(by_rule(report.build(make_raw(), ENV)["targets"]))
-    assert {"iofd-buffer-pio / iofd-pio <= 1.1", "iofd-buffer-mmio / iofd-mmio <= 1.1",
-            "iofd-mmio / ioeventfd-mmio-len0 <= 1.05", "iofd-mmio / ioeventfd-mmio <= 1.05",
-            "iofd-pio / ioeventfd-pio <= 1.05", "iofd-pio / kernel-pio <= 1.1",
+    assert {"iofd-buffer-pio / iofd-pio <= 1.02", "iofd-buffer-mmio / iofd-mmio <= 1.02",
+            "iofd-mmio / ioeventfd-mmio-len0 <= 1.05", "iofd-mmio / ioeventfd-mmio <= 1.01",
+            "iofd-pio / ioeventfd-pio <= 1.01", "iofd-pio / kernel-pio <= 1.1",
             "userspace-pio / iofd-pio >= 1.5", "userspace-mmio / iofd-mmio >= 1.35",
-            "iofd-pio+10 / iofd-pio <= 1.05", "iofd-pio+100 / iofd-pio <= 1.05",
-            "iofd-pio+990 / iofd-pio <= 1.05", "iofd-mmio+10 / iofd-mmio <= 1.05",
-            "iofd-mmio+100 / iofd-mmio <= 1.05", "iofd-mmio+990 / iofd-mmio <= 1.05",
-            "ioeventfd-pio+10 / ioeventfd-pio <= 1.05", "ioeventfd-pio+100 / ioeventfd-pio <= 1.05",
-            "ioeventfd-pio+990 / ioeventfd-pio <= 1.05"} == rules
+            "iofd-pio+10 / iofd-pio <= 1.01", "iofd-pio+100 / iofd-pio <= 1.01",
+            "iofd-pio+990 / iofd-pio <= 1.01", "iofd-mmio+10 / iofd-mmio <= 1.01",
+            "iofd-mmio+100 / iofd-mmio <= 1.01", "iofd-mmio+990 / iofd-mmio <= 1.01",
+            "ioeventfd-pio+10 / ioeventfd-pio <= 1.01", "ioeventfd-pio+100 / ioeventfd-pio <= 1.01",
+            "ioeventfd-pio+990 / ioeventfd-pio <= 1.01"} == rules
     assert not any("hc" in r for r in rules), "the hypercalls have no target"
 
 
@@ -214,16 +214,16 @@ def test_exits_are_checks_not_targets() -> None:
 
 @pytest.mark.parametrize(("mode", "median", "rule"), [
     ("iofd-pio", 33.0, "iofd-pio / kernel-pio <= 1.1"),          # 33 / 29.5 = 1.119
-    ("iofd-pio", 31.5, "iofd-pio / ioeventfd-pio <= 1.05"),      # 31.5 / 29.8 = 1.057
-    ("iofd-mmio", 39.6, "iofd-mmio / ioeventfd-mmio <= 1.05"),   # 39.6 / 37.5 = 1.056
+    ("iofd-pio", 30.5, "iofd-pio / ioeventfd-pio <= 1.01"),      # 30.5 / 29.8 = 1.023
+    ("iofd-mmio", 38.3, "iofd-mmio / ioeventfd-mmio <= 1.01"),   # 38.3 / 37.7 = 1.016
     ("ioeventfd-mmio-len0", 36.0, "iofd-mmio / ioeventfd-mmio-len0 <= 1.05"),  # 38 / 36 = 1.056
-    ("iofd-buffer-pio", 33.5, "iofd-buffer-pio / iofd-pio <= 1.1"),  # 33.5 / 30 = 1.117
-    ("iofd-buffer-mmio", 42.5, "iofd-buffer-mmio / iofd-mmio <= 1.1"),  # 42.5 / 38 = 1.118
+    ("iofd-buffer-pio", 30.8, "iofd-buffer-pio / iofd-pio <= 1.02"),  # 30.8 / 30 = 1.027
+    ("iofd-buffer-mmio", 39.0, "iofd-buffer-mmio / iofd-mmio <= 1.02"),  # 39 / 38 = 1.026
     ("userspace-pio", 44.0, "userspace-pio / iofd-pio >= 1.5"),  # 44 / 30 = 1.467
     ("userspace-mmio", 51.0, "userspace-mmio / iofd-mmio >= 1.35"),  # 51 / 38 = 1.342
-    ("iofd-pio+990", 31.6, "iofd-pio+990 / iofd-pio <= 1.05"),  # 31.6 / 30 = 1.053
-    ("iofd-mmio+100", 40.0, "iofd-mmio+100 / iofd-mmio <= 1.05"),  # 40 / 38 = 1.053
-    ("ioeventfd-pio+10", 31.4, "ioeventfd-pio+10 / ioeventfd-pio <= 1.05"),  # 31.4 / 29.8 = 1.054
+    ("iofd-pio+990", 30.5, "iofd-pio+990 / iofd-pio <= 1.01"),  # 30.5 / 30 = 1.017
+    ("iofd-mmio+100", 38.7, "iofd-mmio+100 / iofd-mmio <= 1.01"),  # 38.7 / 38 = 1.018
+    ("ioeventfd-pio+10", 30.3, "ioeventfd-pio+10 / ioeventfd-pio <= 1.01"),  # 30.3 / 29.8 = 1.017
 ])
 def test_a_missed_target_is_shown_not_loosened(tmp_path: Path, mode: str, median: float, rule: str) -> None:
     bench = report.build(make_raw({**GOOD, mode: median}), ENV)
@@ -241,44 +241,48 @@ def test_a_missed_target_is_shown_not_loosened(tmp_path: Path, mode: str, median
 
 def test_the_paired_median_decides_and_the_ratio_of_medians_is_shown() -> None:
     """Drift: kernel-pio and iofd-pio both slow down over the run, iofd-pio
-    always 4 % above kernel-pio in its own round.  The paired ratios say
-    1.04 (pass); the medians come from different rounds and say 1.17
+    always 4 % above kernel-pio in its own round but one.  The paired
+    ratios say 1.04 (pass: with 9 rounds the median's interval leaves out
+    the odd round); the medians come from different rounds and say 1.25
     (it would have been a miss)."""
-    base = [20.0, 25.0, 30.0, 35.0, 40.0]
-    raw = make_raw({"iofd-pio": 0.0, "kernel-pio": 0.0})
+    base = [20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 55.0, 60.0]
+    raw = make_raw({"iofd-pio": 0.0, "kernel-pio": 0.0}, trials=9)
     for t in raw["runs"]:
         x = base[t["trial"]]
-        if t["mode"] == "kernel-pio" and t["trial"] == 2:
-            x = 24.0  # one fast kernel-pio round moves its median down to 25
+        if t["mode"] == "kernel-pio" and t["trial"] == 4:
+            x = 34.0  # one fast kernel-pio round moves its median down to 35
         t["ns"] = round((x * 1.04 if t["mode"] == "iofd-pio" else x) * 1000 * N)
     bench = report.build(raw, ENV)
     r = by_rule(bench["targets"])["iofd-pio / kernel-pio <= 1.1"]
-    assert r["ratio_of_medians"] == pytest.approx(31.2 / 25.0)
+    assert r["ratio_of_medians"] == pytest.approx(41.6 / 35.0)
     assert r["measured"] == pytest.approx(1.04)
     assert r["verdict"] == "pass" and r["ok"] is True
     md = report.markdown(bench)
-    assert f"| {r['measured']:.3f} | {r['iqr'][0]:.3f}-{r['iqr'][1]:.3f} | 1.248 | pass |" in md
+    assert f"| {r['measured']:.3f} | {r['ci'][0]:.3f}-{r['ci'][1]:.3f} | 1.189 | pass |" in md
 
 
 def test_a_straddled_limit_is_undecided_not_pass_or_miss(tmp_path: Path) -> None:
-    """iofd-pio / ioeventfd-pio per round: 1.00 1.03 1.05 1.08 1.10 -> median
-    1.05 (a pass on its own), IQR 1.03-1.08 around the limit 1.05."""
+    """iofd-pio / ioeventfd-pio per round: 0.99 1.00 1.01 1.02 1.03 -> median
+    1.01 (a pass on its own), its interval (5 rounds: the range, 94 %)
+    0.99-1.03 around the limit 1.01."""
     raw = make_raw({"iofd-pio": 0.0, "ioeventfd-pio": 0.0})
-    ratios = [1.00, 1.03, 1.05, 1.08, 1.10]
+    ratios = [0.99, 1.00, 1.01, 1.02, 1.03]
     for t in raw["runs"]:
         us = 30.0 * (ratios[t["trial"]] if t["mode"] == "iofd-pio" else 1.0)
         t["ns"] = round(us * 1000 * N)
     bench = report.render(raw, ENV, tmp_path)
-    r = by_rule(bench["targets"])["iofd-pio / ioeventfd-pio <= 1.05"]
+    r = by_rule(bench["targets"])["iofd-pio / ioeventfd-pio <= 1.01"]
     assert r["verdict"] == "straddle" and r["ok"] is None
-    assert r["iqr"] == pytest.approx([1.03, 1.08])
+    assert r["ci"] == pytest.approx([0.99, 1.03]) and r["ci_coverage"] == 0.9375
     assert targets.misses(bench["targets"]) == []
     assert targets.straddles(bench["targets"]) == [r]
     md = (tmp_path / "bench.md").read_text()
-    row = next(line for line in md.splitlines() if "`iofd-pio / ioeventfd-pio <= 1.05`" in line)
-    assert "undecided: the IQR straddles the limit" in row and "MISS" not in row
-    assert "undecided (IQR straddles the limit): iofd-pio / ioeventfd-pio <= 1.05." in md
-    assert "UNDECIDED  iofd-pio / ioeventfd-pio <= 1.05" in report.terminal(bench)
+    row = next(line for line in md.splitlines() if "`iofd-pio / ioeventfd-pio <= 1.01`" in line)
+    assert "undecided: the limit is inside the median's confidence interval" in row
+    assert "MISS" not in row and "0.990-1.030 (94%)" in row
+    assert ("undecided (the limit is inside the median's confidence interval): "
+            "iofd-pio / ioeventfd-pio <= 1.01." in md)
+    assert "UNDECIDED  iofd-pio / ioeventfd-pio <= 1.01" in report.terminal(bench)
 
 
 def test_limits_are_inclusive() -> None:
@@ -288,7 +292,7 @@ def test_limits_are_inclusive() -> None:
         t["ns"] = 1_100_000 * (t["trial"] + 1) if t["mode"] == "iofd-pio" else 1_000_000 * (t["trial"] + 1)
     r = by_rule(report.build(raw, ENV)["targets"])["iofd-pio / kernel-pio <= 1.1"]
     assert r["measured"] == 1.1  # integer division rounds correctly: the literal's double
-    assert r["iqr"] == [1.1, 1.1] and r["ok"] is True
+    assert r["ci"] == [1.1, 1.1] and r["ok"] is True
 
 
 def test_targets_for_absent_modes_are_not_applicable() -> None:
@@ -661,7 +665,7 @@ def test_hypercalls_are_reported_against_kernel_pio_without_a_target() -> None:
     assert got["hc / kernel-pio"]["iqr"] == pytest.approx([36.2 / 29.7, 35.9 / 29.4])
     assert all("verdict" not in r and "limit" not in r for r in bench["reported"])
     md = report.markdown(bench)
-    assert "| `hc / kernel-pio` | 1.220 | 1.219-1.221 | 1.220 |" in md
+    assert "| `hc / kernel-pio` | 1.220 | 1.217-1.223 (94%) | 1.220 |" in md
     assert "hc / kernel-pio                              paired 1.220" in report.terminal(bench)
 
 
@@ -704,19 +708,19 @@ def test_scale_targets_pair_each_row_with_its_zero_row_per_round() -> None:
     for t in raw["runs"]:
         us = base[t["trial"]] * (1.01 if t["mode"] == "iofd-pio+990" else 1.0)
         t["ns"] = round(us * 1000 * N)
-    r = by_rule(report.build(raw, ENV)["targets"])["iofd-pio+990 / iofd-pio <= 1.05"]
+    r = by_rule(report.build(raw, ENV)["targets"])["iofd-pio+990 / iofd-pio <= 1.01"]
     assert r["measured"] == pytest.approx(1.01) and r["pairs"] == T and r["verdict"] == "pass"
     assert report.scale_table(report.build(raw, ENV)).splitlines()[3].startswith(
-        "| iofd-pio+990 | 990 | 32.32 | 1.010 | 1.010-1.010 | 1.010 | <= 1.05 | pass |")
+        "| iofd-pio+990 | 990 | 32.32 | 1.010 | 1.010-1.010 (94%) | 1.010 | <= 1.01 | pass |")
 
 
 def test_scale_table_lists_each_zero_row_then_its_scale_rows(tmp_path: Path) -> None:
     bench = report.render(make_raw(), ENV, tmp_path)
     md = (tmp_path / "bench.md").read_text()
     assert "| iofd-pio | 0 | 30.00 | 1 | - | - | - | reference |" in md
-    assert "| iofd-mmio+990 | 990 | 38.50 | 1.013 |" in md
+    assert "| iofd-mmio+990 | 990 | 38.30 | 1.008 |" in md
     assert "| ioeventfd-pio+100 | 100 | 29.90 | 1.003 |" in md
-    assert "iofd-pio+990:   30.30us rtt, paired 1.010 x iofd-pio" in report.terminal(bench)
+    assert "iofd-pio+990:   30.20us rtt, paired 1.007 x iofd-pio" in report.terminal(bench)
     assert "Not measured in this run." in report.scale_table(report.build(
         make_raw({"cpuid": 33.0}), ENV))
 

@@ -7,7 +7,7 @@ import pytest
 from harness.errors import HarnessError
 from harness.settings import from_env
 from harness.vm.accel import Decision
-from harness.vm.boot import BootOptions, options_for, vng_command
+from harness.vm.boot import ICOUNT, BootOptions, counting, options_for, vng_command
 
 C = Path("/c")
 
@@ -20,6 +20,27 @@ def test_tcg_one_vcpu() -> None:
     assert "--disable-kvm" in cmd
     assert "--rwdir=/r" in cmd
     assert "panic=-1" in cmd
+
+
+def test_icount_goes_to_qemu_and_allows_two_vcpus() -> None:
+    tcg = BootOptions(accel=Decision("tcg", "test"), cache=C)
+    plain = vng_command(Path("/k"), tcg)
+    assert "--qemu-opts=-no-reboot" in plain and not any(ICOUNT in a for a in plain)
+    cmd = vng_command(Path("/k"), counting(BootOptions(accel=Decision("tcg", "test"), cache=C,
+                                                       cpus=2)))
+    assert f"--qemu-opts=-no-reboot {ICOUNT}" in cmd
+    assert cmd[cmd.index("--cpus") + 1] == "2"
+
+
+@pytest.mark.parametrize(("accel", "cpus", "icount", "why"), [
+    ("kvm", 1, True, "icount needs TCG"),
+    ("tcg", 2, False, "multi-threaded TCG"),
+    ("tcg", 0, True, "0 vCPUs"),
+])
+def test_what_qemu_cannot_run_is_refused(accel: str, cpus: int, icount: bool, why: str) -> None:
+    with pytest.raises(HarnessError, match=why):
+        vng_command(Path("/k"), BootOptions(accel=Decision(accel, "test"), cache=C, cpus=cpus,
+                                            icount=icount))
 
 
 def test_kvm_and_exec() -> None:

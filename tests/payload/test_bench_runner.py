@@ -48,10 +48,10 @@ def test_every_mode_ran_every_round_with_exact_counts(raw: dict) -> None:
     assert checks.verify(raw).problems == []
     assert raw["modes"] == list(modes.ALL_NAMES)
     assert "hc" in raw["modes"] and "hc-floor" in raw["modes"] and "iofd-mmio+990" in raw["modes"]
-    assert raw["rounds"] == [modes.rotated(list(modes.ALL_NAMES), t) for t in range(T)]
+    assert raw["rounds"] == [modes.run_order(list(modes.ALL_NAMES), t) for t in range(T)]
     assert [(t["trial"], t["mode"]) for t in raw["runs"]] == [
         (t, name) for t in range(T) for name in raw["rounds"][t]
-    ], "modes must be interleaved round by round, the order rotated every round"
+    ], "modes must be interleaved round by round, the order run_order's for the round"
     assert raw["rounds"][0] != raw["rounds"][1]
 
 
