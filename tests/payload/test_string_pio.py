@@ -24,8 +24,6 @@ the VM runner counts that skip as a failure.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -33,7 +31,8 @@ import pytest
 from payload.eventfd import EventFd
 from payload.guest import programs
 from payload.guest.bank import SLOTS_ADDR
-from payload.kvm.uffd import MissingPage
+from payload.kvm.parking import BlockedCall, Parked
+from payload.kvm.uffd import MissingPage, UffdMsg
 from payload.kvm.vmm import Exit, RunResult, Vm, unavailable
 
 PORT = 0x0700  # a free port, as in test_iofd_buffer
@@ -63,55 +62,20 @@ def _run(vm: Vm, program: programs.Program, seen: list[Exit]) -> RunResult:
     return vm.create_vcpu().run_to_halt(handler=_recorder(seen, FROM_USERSPACE), timeout_s=TIMEOUT_S)
 
 
-def _wchan(tid: int) -> str:
-    with open(f"/proc/self/task/{tid}/wchan") as f:
-        return f.read().strip()
-
-
 class Deassigner:
-    """Resolves the page fault of element 0 only once a deassign of the iofd
+    """Lets the page fault of element 0 go only once a deassign of the iofd
     is waiting for the faulting vCPU's SRCU read section: by then the bus
     without the iofd is published, and element 1 looks it up."""
 
     def __init__(self, vm: Vm, efd: EventFd, page: MissingPage) -> None:
-        self.vm, self.efd, self.page = vm, efd, page
-        self.error: BaseException | None = None
-        self.deassigned = threading.Event()
-        self.wchan = ""
-        self.faults = 0
-        self._tid = 0
-        self._started = threading.Event()
-        self.deassign = threading.Thread(target=self._deassign, name="deassign", daemon=True)
-        self.handler = threading.Thread(target=self._handle, name="uffd", daemon=True)
+        self.deassign = BlockedCall(
+            lambda: vm.deassign_iofd(PORT, RANGE_LEN, efd.fd, pio=True, buffer=page.address),
+            "deassign")
+        self.parked = Parked(page, self._at_fault, bytes([FIRST]) * RANGE_LEN, WAIT_S)
 
-    def _deassign(self) -> None:
-        self._tid = threading.get_native_id()
-        self._started.set()
-        try:
-            self.vm.deassign_iofd(PORT, RANGE_LEN, self.efd.fd, pio=True, buffer=self.page.address)
-            self.deassigned.set()
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-    def _handle(self) -> None:
-        try:
-            msg = self.page.wait_fault(WAIT_S)
-            self.faults += 1
-            assert msg.address & ~(self.page.size - 1) == self.page.address, hex(msg.address)
-            self.deassign.start()
-            self._started.wait(WAIT_S)
-            deadline = time.monotonic() + WAIT_S
-            while "srcu" not in self.wchan:
-                if self.deassigned.is_set() or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"the deassign did not wait for the vCPU in SRCU (wchan {self.wchan!r}, "
-                        f"returned: {self.deassigned.is_set()})")
-                time.sleep(0.01)
-                self.wchan = _wchan(self._tid)
-        except BaseException as exc:
-            self.error = self.error or exc
-        finally:
-            self.page.resolve(bytes([FIRST]) * RANGE_LEN)  # never leave the vCPU blocked
+    def _at_fault(self, msg: UffdMsg) -> None:
+        self.deassign.start(WAIT_S)
+        self.deassign.wait_sleeping_in("srcu", WAIT_S)
 
 
 def test_rep_ins_exits_with_the_elements_a_vanished_device_did_not_serve(vm: Vm, efd: EventFd) -> None:
@@ -124,13 +88,12 @@ def test_rep_ins_exits_with_the_elements_a_vanished_device_did_not_serve(vm: Vm,
     with MissingPage() as page:
         vm.assign_iofd(PORT, RANGE_LEN, efd.fd, pio=True, buffer=page.address)
         d = Deassigner(vm, efd, page)
-        d.handler.start()
+        d.parked.start()
         seen: list[Exit] = []
         result = _run(vm, programs.string_pio("in", 2, DEST, port=PORT), seen)
-        d.handler.join(WAIT_S)
+        d.parked.join()
         d.deassign.join(WAIT_S)
-    assert d.error is None, d.error
-    assert d.deassigned.is_set() and d.faults == 1, (d.deassigned.is_set(), d.faults)
+    assert d.deassign.returned.is_set() and d.parked.faults == 1
     got = vm.read(DEST, 2)
     assert got != bytes([FIRST, 0]), "element 1 was read as 0: lost in the kernel (the pre-patch-4 drop)"
     assert seen == [Exit("io", PORT, 1, False)], seen
