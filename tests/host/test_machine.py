@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import junit
 from harness.bench.measure import RAW, measure
 from harness.errors import HarnessError
 from harness.machine import Machine, Result, env_command, run_pytest
@@ -187,3 +188,18 @@ def test_env_command_quotes_and_passes_the_environment(tmp_path: Path) -> None:
     cmd = env_command(str(where), {"A": "x y", "B": "'q'"}, 'sh -c \'echo "$PWD|$A|$B"\'', "exec ")
     out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True).stdout
     assert out == f"{where}|x y|'q'\n"
+
+
+def test_a_recorded_summary_reaches_the_vm_suite_summary(tmp_path: Path) -> None:
+    """A payload test's ``record_property("summary", ...)`` is in its junit
+    report, where the VM suite reads it (real pytest, no VM)."""
+    (tmp_path / "test_x.py").write_text(
+        "def test_a(record_property):\n"
+        "    record_property('summary', '12 cases in 1.0 s')\n"
+        "    record_property('other', 'not a summary')\n"
+        "def test_b():\n    pass\n")
+    report = tmp_path / "junit.xml"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    f"--junitxml={report}", str(tmp_path / "test_x.py")],
+                   cwd=tmp_path, check=True, capture_output=True)
+    assert junit.summaries(report) == ["12 cases in 1.0 s"]

@@ -24,6 +24,7 @@ the model assumes, and test_io_bus_order_writes_are_claimed pins it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 
@@ -58,10 +59,13 @@ def _run(seed: int, **kwargs: object) -> fuzz.Stats:
     return stats
 
 
-def test_random_seed_agrees_with_the_model() -> None:
+def test_random_seed_agrees_with_the_model(record_property: Callable[[str, object], None]) -> None:
     seed = int(os.environ["FUZZ_SEED"]) if os.environ.get("FUZZ_SEED") else fuzz.new_seed()
     print(f"FUZZ_SEED={seed}", flush=True)
     stats = _run(seed, seconds=SECONDS)
+    # The count and rate of this very run, for the VM suite's summary.
+    record_property("summary", f"fuzzer: {stats.cases} cases in {stats.seconds:.1f} s = "
+                               f"{stats.rate:.0f} cases/s, FUZZ_SEED={seed}")
     assert stats.cases > 0
     print(stats.coverage(), flush=True)
     assert stats.max_bus_devices == m.NR_IOBUS_DEVS or stats.seconds < 15, (
