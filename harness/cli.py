@@ -53,7 +53,8 @@ def cmd_run(args: argparse.Namespace, cfg: Settings) -> int:
     if not args.command:
         raise HarnessError("run needs a command", "python -m harness run -- uname -a")
     k = _kernel(args, cfg)
-    with session.boot(cfg, k, kvm=False) as vm:
+    how = boot.counting(boot.options(cfg)) if args.icount else cfg
+    with session.boot(how, k, kvm=False) as vm:
         r = vm.run(" ".join(args.command), timeout=args.timeout)
     sys.stdout.write(r.stdout)
     sys.stderr.write(r.stderr)
@@ -143,6 +144,8 @@ def parser() -> argparse.ArgumentParser:
     add("shell", cmd_shell, "boot the kernel with an interactive shell")
     r = add("run", cmd_run, "boot, run one command, print its output, exit with its code")
     r.add_argument("--timeout", type=float, default=600.0)
+    r.add_argument("--icount", action="store_true",
+                   help="boot under QEMU's icount: guest clocks count instructions (TCG only)")
     r.add_argument("command", nargs=argparse.REMAINDER)
     add("smoke", cmd_smoke, "boot and check kernel, KVM and doorbell")
     b = add("bench", cmd_bench, "boot and measure every doorbell path; write results/bench.*")

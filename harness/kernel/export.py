@@ -109,8 +109,28 @@ _SECTION = re.compile(r"^(?P<title>\S.*)\n-{3,}\n", re.M)
 BENCH_MD = paths.RESULTS / "bench.md"
 
 
+COVER_SECTIONS = ("Environment", "Targets", "Instructions per doorbell (icount)")
+"""The sections of bench.md a cover letter carries; the rest (the 2009
+posting's rows, the scale table, the array, the device scenario, the
+notes) stays in bench.md."""
+
+
+def cover_excerpt(markdown: str) -> str:
+    """:data:`COVER_SECTIONS` of a bench.md, each under its title; a file
+    without ``## `` sections as it is."""
+    parts = re.split(r"(?m)^## (.+)\n", markdown)
+    if len(parts) < 3:
+        return markdown.strip()
+    found = dict(zip(parts[1::2], parts[2::2], strict=True))
+    kept = [f"{title}:\n\n{found[title].strip()}" for title in COVER_SECTIONS if title in found]
+    rest = [t for t in found if t not in COVER_SECTIONS]
+    return "\n\n".join([*kept, "make bench also writes, to results/bench.md: "
+                         + "; ".join(rest) + "."] if rest else kept)
+
+
 def with_benchmark(body: str, bench_md: Path) -> str:
-    """Replace the text of the cover letter's "Benchmark" section with *bench_md*.
+    """Replace the text of the cover letter's "Benchmark" section with
+    :func:`cover_excerpt` of *bench_md*.
 
     The table a reviewer reads must be the one ``make bench`` wrote, not a
     copy edited by hand, so every export takes it from the last run.  A body
@@ -127,7 +147,7 @@ def with_benchmark(body: str, bench_md: Path) -> str:
         # The last section ends where a "Changes in vN:" list or the body ends.
         m = re.search(r"^Changes in v\d+:\n", body[start:], re.M)
         end, tail = (start + m.start(), body[start + m.start():]) if m else (len(body), "")
-    return body[:start] + _wrapped(bench_md.read_text().strip()) + "\n\n" + tail
+    return body[:start] + _wrapped(cover_excerpt(bench_md.read_text())) + "\n\n" + tail
 
 
 def _wrapped(markdown: str, width: int = 74) -> str:

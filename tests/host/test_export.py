@@ -123,6 +123,19 @@ def test_kernel_patch_applies_on_its_base_and_gives_the_branch(tree: KernelTree,
     assert git("write-tree") == git("rev-parse", "HEAD^{tree}")
 
 
+def test_the_cover_letter_takes_the_deciding_sections_of_bench_md(tmp_path: Path) -> None:
+    md = tmp_path / "bench.md"
+    md.write_text("# KVM_IOFD doorbell round trip\n\n## Environment\n\n- kernel: 7.3.4\n\n"
+                  "## Results\n\n| wall |\n\n## Targets\n\n| target |\n\n"
+                  "## Instructions per doorbell (icount)\n\n| mode | 1605 |\n\n"
+                  "## Against the 2009 posting\n\n| seed |\n")
+    new = export.with_benchmark("Benchmark\n---------\nold\n", md)
+    assert "Environment:\n\n- kernel: 7.3.4" in new and "Targets:\n\n| target |" in new
+    assert "| mode | 1605 |" in new and "| seed |" not in new and "| wall |" not in new
+    assert " ".join(new.split()).endswith("make bench also writes, to results/bench.md: "
+                                          "Results; Against the 2009 posting.")
+
+
 def test_the_benchmark_prose_is_wrapped_for_mail_and_tables_are_not(tmp_path: Path) -> None:
     md = tmp_path / "bench.md"
     long_item = "- host load: " + "word " * 30
