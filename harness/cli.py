@@ -84,7 +84,7 @@ def cmd_bench(args: argparse.Namespace, cfg: Settings) -> int:
     k = _kernel(args, cfg)
     if args.record_icount:
         opts = boot.options(cfg)
-        return host.record_icount(k, opts, args.why or "")
+        return host.record_icount(k, opts, args.why or "", cfg.flavour.name)
     return host.run(k, boot.options(cfg), args.iterations, args.trials, strict=args.strict)
 
 

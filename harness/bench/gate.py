@@ -8,7 +8,7 @@ every mode once more under icount and fails when one costs more than
 :data:`TOLERANCE` above :data:`RECORD`.
 
 The record holds what it was measured with.  The count depends on the
-code that runs: the kernel's base and compiler, the QEMU that counts, the
+code that runs: the kernel's base, flavour and compiler, the QEMU that counts, the
 guest's CPU model.  A run where one of those differs is not compared (the
 test says so and skips); the series, the payload and the guest programs
 are what the gate is for, so a change there is compared.
@@ -35,9 +35,10 @@ TOLERANCE = 0.005
 ITERATIONS, TRIALS = 2000, 2
 """The gate's workload: a few seconds of VM time for every mode."""
 
-COMPARED_ENV = ("base", "compiler", "qemu", "guest_cpu")
+COMPARED_ENV = ("base", "flavour", "compiler", "qemu", "guest_cpu")
 """Environment keys that must match the record's for the figures to be
-comparable; anything else (the series id, the kernel release) may differ."""
+comparable (a debug kernel runs other code); anything else (the series
+id, the kernel release) may differ."""
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,14 @@ class Comparison:
 
 
 def environment(kernel_release: str, proc_version: str, qemu: str, guest_cpu: str,
-                series: str) -> dict[str, str]:
+                series: str, flavour: str) -> dict[str, str]:
     """What a count depends on: ``base`` is the release without its local
     version, ``compiler`` the part of /proc/version that names it."""
     # "Linux version R (user@host) (gcc (Debian 12.2.0-14) 12.2.0, GNU ld ...) #1 ..."
     _, found, rest = proc_version.partition(") (")
     compiler = rest.split(", ", 1)[0] if found else "unknown"
     return {"kernel": kernel_release, "base": kernel_release.split("-", 1)[0],
-            "compiler": compiler, "qemu": qemu, "guest_cpu": guest_cpu, "series": series}
+            "flavour": flavour, "compiler": compiler, "qemu": qemu, "guest_cpu": guest_cpu, "series": series}
 
 
 def per_doorbell(counted: dict[str, Any]) -> dict[str, float]:

@@ -93,7 +93,7 @@ def measure_in_guest(kernel: Kernel, opts: BootOptions, n: int, trials: int,
     return raw
 
 
-def count_modes(kernel: Kernel, opts: BootOptions, out_dir: Path,
+def count_modes(kernel: Kernel, opts: BootOptions, out_dir: Path, flavour: str,
                 n: int = gate.ITERATIONS, trials: int = gate.TRIALS) -> tuple[dict[str, str],
                                                                               dict[str, float]]:
     """The gate's measurement: every mode under icount, no array and no
@@ -109,13 +109,13 @@ def count_modes(kernel: Kernel, opts: BootOptions, out_dir: Path,
                           array=False)
         proc_version = s.run("cat /proc/version").stdout.strip()
     env = gate.environment(raw["kernel"], proc_version, qemu_version(), raw["guest_cpu"],
-                           kernel.series)
+                           kernel.series, flavour)
     counted = icount.summarize(raw, {"series": kernel.series, "accel": "tcg",
                                      "host_cpu": cpu_model()})
     return env, gate.per_doorbell(counted)
 
 
-def record_icount(kernel: Kernel, opts: BootOptions, why: str,
+def record_icount(kernel: Kernel, opts: BootOptions, why: str, flavour: str,
                   out_dir: Path = paths.RESULTS) -> int:
     """``--record-icount``: measure as the gate does and rewrite its record,
     saying what changed and why."""
@@ -123,7 +123,7 @@ def record_icount(kernel: Kernel, opts: BootOptions, why: str,
         raise HarnessError("a new instruction-count record needs a reason",
                            'say why with --why "..." (it is kept in the record)')
     out_dir.mkdir(parents=True, exist_ok=True)
-    env, measured = count_modes(kernel, opts, out_dir)
+    env, measured = count_modes(kernel, opts, out_dir, flavour)
     old = gate.load()
     gate.write(env, measured, why, gate.ITERATIONS, gate.TRIALS)
     say(f"instruction-count record rewritten ({gate.RECORD}), because: {why}")

@@ -11,7 +11,7 @@ from harness.bench import gate
 PROC_VERSION = ("Linux version 7.3.4-iofd-abc123 (root@build) (gcc (Debian 12.2.0-14+deb12u1) "
                 "12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC")
 ENV = gate.environment("7.3.4-iofd-abc123", PROC_VERSION, "QEMU emulator version 7.2.22",
-                       "AMD EPYC", "abc123")
+                       "AMD EPYC", "abc123", "default")
 FIGURES = {"iofd-pio": 1605.0, "ioeventfd-pio": 1595.0, "kernel-pio": 1492.0}
 
 
@@ -26,7 +26,7 @@ def record(tmp_path: Path, figures: dict[str, float] = FIGURES) -> dict:
 def test_environment_names_what_a_count_depends_on() -> None:
     assert ENV["base"] == "7.3.4" and ENV["series"] == "abc123"
     assert ENV["compiler"] == "gcc (Debian 12.2.0-14+deb12u1) 12.2.0"
-    assert gate.environment("6.1", "garbage", "q", "c", "s")["compiler"] == "unknown"
+    assert gate.environment("6.1", "garbage", "q", "c", "s", "debug")["compiler"] == "unknown"
 
 
 def test_the_same_figures_pass(tmp_path: Path) -> None:

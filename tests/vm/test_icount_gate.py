@@ -4,7 +4,7 @@ Its own boot of the kernel under icount (the shared VM runs without it),
 every benchmark mode measured as its record was, and a failure for any mode
 that costs more than 0.5 % over the record.  Skipped, with the reason,
 where the figures cannot be compared: under KVM (no icount), or when the
-kernel's base, its compiler, QEMU or the guest CPU differ from the
+kernel's base or flavour, its compiler, QEMU or the guest CPU differ from the
 record's; ``make bench-record WHY=...`` records them again.
 """
 
@@ -29,7 +29,8 @@ def test_no_mode_costs_more_instructions_than_its_record(
     opts = boot.options(settings)
     if opts.accel.accel != "tcg":
         pytest.skip(f"the VM runs under {opts.accel.accel}: icount counts only under TCG")
-    env, measured = host.count_modes(kernel, opts, tmp_path, record["iterations"], record["trials"])
+    env, measured = host.count_modes(kernel, opts, tmp_path, settings.flavour.name,
+                                     record["iterations"], record["trials"])
     verdict = gate.compare(record, env, measured)
     if verdict.incomparable:
         pytest.skip("instruction counts not comparable with the record: "
