@@ -212,7 +212,8 @@ def _take(fd: int) -> int:
 # --- the test ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("bus", ["pio", "mmio"])
 @pytest.mark.parametrize("combo", COMBOS)
-def test_writer_with_disruptors(combo: str, bus: str) -> None:
+def test_writer_with_disruptors(combo: str, bus: str,
+                                record_property: Callable[[str, object], None]) -> None:
     pio = bus == "pio"
     base = BASES[bus]
     with_a, with_b, with_d = ("a" in combo, "b" in combo, "d" in combo)
@@ -327,6 +328,17 @@ def test_writer_with_disruptors(combo: str, bus: str) -> None:
         assert writes > 0, f"the guest never wrote: {summary}"
         if not with_a:
             assert exited == 0, f"the range was registered throughout, yet writes exited: {summary}"
+        else:
+            # The overlap: writes that landed while the toggler had the range
+            # deassigned (they exit) and, unless b swaps the eventfd, while it
+            # was assigned (they signal).  Without both, the writer and the
+            # toggler never ran interleaved and the test showed nothing.
+            assert exited > 0, f"no write landed inside a toggle: no overlap: {summary}"
+            assert with_b or signalled > 0, f"no write landed between toggles: {summary}"
+            if combo == "a":
+                record_property("summary", f"overlap, a/{bus}: {exited} of {writes} writes landed "
+                                           f"while deassigned, {signalled} while assigned, over "
+                                           f"{shared.rounds.get('a', 0)} toggles")
         if not with_b:
             assert signalled + exited == writes, f"a write was lost or counted twice: {summary}"
         else:
@@ -340,7 +352,8 @@ def test_writer_with_disruptors(combo: str, bus: str) -> None:
 
 
 # --- more writers, more registrars ----------------------------------------------------------
-def test_two_vcpus_and_a_toggler_count_every_write_once() -> None:
+def test_two_vcpus_and_a_toggler_count_every_write_once(
+        record_property: Callable[[str, object], None]) -> None:
     """Two vCPUs write the same range while it is deassigned and re-assigned:
     signals + exits == writes, summed over both (no ordering between vCPUs
     is promised, but no write may be lost or counted twice)."""
@@ -382,6 +395,11 @@ def test_two_vcpus_and_a_toggler_count_every_write_once() -> None:
         signalled = db.count + _take(efd)
         print(f"2 vCPUs: {writes} writes, {exited} exited, {signalled} signalled, rounds {shared.rounds}")
         assert all(r.out.done_value > 0 for r in results)
+        # The overlap: each vCPU wrote inside a toggle (its write exited).
+        per_vcpu = [r.out.io_exits for r in results]
+        record_property("summary", f"overlap, 2 vCPUs: {per_vcpu} writes of {writes} landed while "
+                                   f"deassigned, per vCPU, over {shared.rounds.get('a', 0)} toggles")
+        assert all(per_vcpu), f"a vCPU never wrote inside a toggle: {per_vcpu}"
         assert signalled + exited == writes
     finally:
         db.close()
