@@ -44,7 +44,8 @@ NOTE = (
     "figure is printed beside it.")
 
 
-def _per(values: list[int], n: int) -> dict[str, float]:
+def _per(values: list[float], n: int) -> dict[str, float]:
+    """Median, min and max of ``values`` / ``n``."""
     per = [v / n for v in values]
     return {"median": stats.spread(per).median, "min": min(per), "max": max(per)}
 
@@ -67,9 +68,7 @@ def _device(dev: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The doorbell-bank scenario in instructions per doorbell write."""
     if dev is None:
         return None
-    return {"variants": {key: {"name": v["name"], "per_write": {
-                "median": stats.spread(v["ns_per_write"]).median,
-                "min": min(v["ns_per_write"]), "max": max(v["ns_per_write"])}}
+    return {"variants": {key: {"name": v["name"], "per_write": _per(v["ns_per_write"], 1)}
                          for key, v in dev["variants"].items()},
             "targets": dev["targets"]}
 
