@@ -8,7 +8,7 @@ archives, and an empty dpkg status.  ``apt-get download`` verifies the
 package against the suite's signed index (the trixie keys are already in
 Debian 12's ``debian-archive-keyring``), and ``dpkg-deb -x`` unpacks it
 into the cache.  Nothing is installed and nothing under ``/etc/apt`` or
-``/var/lib/apt`` changes.
+``/var/lib/apt`` changes (:class:`harness.apt.PrivateApt`).
 """
 
 from __future__ import annotations
@@ -18,64 +18,31 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from harness.apt import KEYRING, MIRROR, PrivateApt, apt_options
 from harness.errors import HarnessError
 from harness.progress import phase
+
+__all__ = ["KEYRING", "MIRROR", "PACKAGE", "SUITE", "TREE", "VERSION", "apt_options",
+           "source_line", "tarball"]
 
 PACKAGE = "linux-source-7.3"
 VERSION = "7.3.4-1~bpo13+1"
 """Pinned so the series' recorded base (kernel-patch/BASE) is what gets built."""
 SUITE = "trixie-backports"
-MIRROR = "http://deb.debian.org/debian"
-"""The mirror of the host's own Debian sources."""
-KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 TARBALL_NAME = "linux-source-7.3.tar.xz"
 TREE = "linux-7.3"
 """The unpacked tree's directory in the cache: a new base gets a new name, so
 a cache that holds an older base is never mistaken for this one."""
 
 
-def apt_options(root: Path) -> list[str]:
-    """``-o`` options that point every apt directory at *root*.
-
-    ``Dir::Etc`` moves the source list, ``sources.list.d``, preferences and
-    ``trusted.gpg.d``; the lists, archives and dpkg status follow.  The
-    sandbox user is root because ``_apt`` cannot write into a root-owned
-    cache; the download is still checked against the signed index.
-    """
-    return [
-        "-o", f"Dir::Etc={root / 'etc'}",
-        "-o", f"Dir::Etc::sourcelist={root / 'etc' / 'sources.list'}",
-        "-o", f"Dir::Etc::sourceparts={root / 'etc' / 'sources.list.d'}",
-        "-o", f"Dir::Etc::preferencesparts={root / 'etc' / 'preferences.d'}",
-        "-o", f"Dir::State={root / 'state'}",
-        "-o", f"Dir::State::Lists={root / 'lists'}",
-        "-o", f"Dir::State::status={root / 'dpkg-status'}",
-        "-o", f"Dir::Cache={root / 'cache'}",
-        "-o", "Debug::NoLocking=1",
-        "-o", "APT::Sandbox::User=root",
-    ]
-
-
 def source_line() -> str:
     return f"deb [signed-by={KEYRING}] {MIRROR} {SUITE} main\n"
 
 
-def _prepare(root: Path) -> None:
-    for d in ("etc/sources.list.d", "etc/preferences.d", "state", "lists/partial",
-              "cache/archives/partial", "debs"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    (root / "etc" / "sources.list").write_text(source_line())
-    (root / "dpkg-status").touch()
-
-
-def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL)
-
-
 def _checked(cmd: list[str], cwd: Path, what: str) -> None:
-    r = _run(cmd, cwd)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env,
+                       stdin=subprocess.DEVNULL)
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
         raise HarnessError(f"{what} failed (exit {r.returncode}): {' / '.join(tail)}",
@@ -96,16 +63,10 @@ def tarball(cache: Path) -> Path:
                                "KERNEL_SRC=/path/to/linux")
     if not KEYRING.exists():
         raise HarnessError(f"{KEYRING} not found", "install debian-archive-keyring")
-    _prepare(root)
-    opts = apt_options(root)
+    apt = PrivateApt(root, [source_line().rstrip("\n")])
     debs = root / "debs"
     with phase(f"fetching {PACKAGE} {VERSION} from {SUITE} (private apt configuration)"):
-        _checked(["apt-get", *opts, "update", "-q"], debs, f"apt-get update of {SUITE}")
-        for old in debs.glob("*.deb"):
-            old.unlink()
-        _checked(["apt-get", *opts, "download", f"{PACKAGE}={VERSION}"], debs,
-                 f"apt-get download {PACKAGE}={VERSION}")
-        (deb,) = debs.glob(f"{PACKAGE}_*.deb")
+        deb = apt.download(f"{PACKAGE}={VERSION}", debs)
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
