@@ -38,6 +38,15 @@ PACKAGES: dict[str, str] = {
     "libmailtools-perl": "Mail::Address, which git send-email loads at start",
     "libauthen-sasl-perl": "SMTP authentication for git send-email",
     "libio-socket-ssl-perl": "SMTP over TLS for git send-email",
+    # make nvme: QEMU and fio from Debian's sources.
+    "dpkg-dev": "dpkg-source, which apt-get source unpacks QEMU's and fio's sources with",
+    "meson": "QEMU's build",
+    "ninja-build": "QEMU's build",
+    "pkg-config": "QEMU's build",
+    "libglib2.0-dev": "QEMU's build",
+    "libpixman-1-dev": "QEMU's build",
+    "libfdt-dev": "QEMU's build",
+    "libaio-dev": "QEMU's build (linux-aio)",
 }
 
 

@@ -6,6 +6,7 @@ pass the result down; no other module reads these variables.
 ``KVM_IOFD_CACHE``   the cache for kernel trees, builds and logs
                      (default ``$XDG_CACHE_HOME/kvm-iofd`` or ``~/.cache/kvm-iofd``)
 ``KERNEL_SRC``       your own kernel tree instead of Debian's source
+``QEMU_SRC``         your own QEMU tree instead of Debian's source (make nvme)
 ``JOBS``             make's -j (default: the number of CPUs)
 ``KVM_IOFD_ACCEL``   ``kvm`` or ``tcg``: skip the accelerator probes
 ``KVM_IOFD_FLAVOUR`` the kernel flavour (:mod:`harness.flavours`);
@@ -35,6 +36,7 @@ class Settings:
     accel: str | None
     """A forced accelerator, or None to probe."""
     flavour: Flavour
+    qemu_src: Path | None = None
 
     def with_flavour(self, name: str) -> Settings:
         return replace(self, flavour=flavours.get(name))
@@ -55,4 +57,5 @@ def from_env(env: Mapping[str, str] = os.environ) -> Settings:
         jobs=int(jobs),
         accel=accel,
         flavour=flavours.get(flavour),
+        qemu_src=Path(env["QEMU_SRC"]) if env.get("QEMU_SRC") else None,
     )

@@ -37,7 +37,7 @@ def load(directory: Path) -> Series:
     """The series as it is now; later edits to kernel-patch/ need a new load()."""
     patches = sorted(p for p in directory.glob("*.patch") if "cover-letter" not in p.name)
     if not patches:
-        raise HarnessError(f"no patches in {directory}", "the series lives in kernel-patch/*.patch")
+        raise HarnessError(f"no patches in {directory}", f"the series lives in {directory.name}/*.patch")
     covers = sorted(directory.glob("*cover-letter.patch"))
     return Series(patches=tuple(patches), cover=covers[0] if covers else None,
                   id=_content_id(patches))
@@ -76,7 +76,8 @@ def apply(cache: Path, tree: KernelTree, series: Series) -> None:
         return
     if state and (head != state.get("head") or git.is_dirty(tree.path)):
         raise HarnessError(
-            f"kernel-patch/ changed, but the working branch in {tree.path} has changes of its own",
+            f"{series.patches[0].parent.name}/ changed, but the working branch in {tree.path} has "
+            "changes of its own",
             "commit them and run 'make patches' to export them, or discard them with "
             f"'git -C {tree.path} reset --hard {state.get('head', tree.base)[:12]}'",
         )
