@@ -3,6 +3,7 @@
 #                (N=writes per trial, TRIALS=trials per mode, STRICT=1 fails on
 #                a missed target; results/bench.md)
 #   make test    the test suite (host unit tests, then the VM suite)
+#   make nvme    QEMU's NVMe device on KVM_IOFD, fio in a nested guest (results/nvme.md)
 # KERNEL_SRC=/path/to/linux builds your own tree instead of Debian's source.
 
 PYTHON3 ?= python3
@@ -21,7 +22,8 @@ export KVM_IOFD_FLAVOUR := $(FLAVOUR)
 # STRICT=1: a missed target fails the run (exit status 1).
 BENCH_ARGS := $(if $(N),--iterations $(N)) $(if $(TRIALS),--trials $(TRIALS)) $(if $(STRICT),--strict)
 
-.PHONY: all bench bench-record test build deps venv lint gates patches smoke shell clean-venv
+.PHONY: all bench bench-record test build deps venv lint gates patches smoke shell clean-venv \
+	nvme nvme-build
 
 all: bench
 
@@ -46,6 +48,17 @@ bench: build
 bench-record: build
 	$(PY) -m harness bench --no-build $(HARNESS_ARGS) --record-icount --why "$(WHY)"
 
+# make nvme: QEMU's NVMe device on KVM_IOFD, fio in a nested Linux guest
+# (IOS=fio I/Os per job, ROUNDS=wall-clock rounds; results/nvme.md).
+# QEMU_SRC=/path/to/qemu builds your own QEMU tree instead of Debian's source.
+NVME_ARGS := $(if $(IOS),--ios $(IOS)) $(if $(ROUNDS),--rounds $(ROUNDS))
+
+nvme-build: build
+	$(PY) -m harness nvme --no-build --build-only $(HARNESS_ARGS)
+
+nvme: nvme-build
+	$(PY) -m harness nvme --no-build $(HARNESS_ARGS) $(NVME_ARGS)
+
 # actionlint runs the venv's shellcheck on every run: step (not one on PATH that may differ).
 ACTIONLINT := $(VENV)/bin/actionlint -shellcheck $(abspath $(VENV))/bin/shellcheck
 
@@ -57,7 +70,7 @@ gates: build
 	$(PY) -m harness gates --no-build
 
 # The gates judge the series, not a kernel flavour: only the default run has them.
-test: build lint $(if $(filter default,$(FLAVOUR)),gates)
+test: build nvme-build lint $(if $(filter default,$(FLAVOUR)),gates)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Export the working branch in the kernel tree to kernel-patch/ (V=2 rerolls as v2);

@@ -88,8 +88,20 @@ def cmd_bench(args: argparse.Namespace, cfg: Settings) -> int:
     return host.run(k, boot.options(cfg), args.iterations, args.trials, strict=args.strict)
 
 
+def cmd_nvme(args: argparse.Namespace, cfg: Settings) -> int:
+    """QEMU's NVMe controller on KVM_IOFD: see :mod:`harness.nvme.host`."""
+    from harness.nvme import host as nvme  # matplotlib loads only for this command
+
+    size = nvme.Size(ios=args.ios, rounds=args.rounds)
+    return nvme.main(cfg, _kernel(args, cfg), size, args.build_only)
+
+
 def cmd_patches(args: argparse.Namespace, cfg: Settings) -> int:
-    export.export_series(cfg, args.version, args.out or (export.OUTGOING if args.send else None))
+    from harness.qemu import export as qemu_export
+
+    out = args.out or (export.OUTGOING if args.send else None)
+    export.export_series(cfg, args.version, out)
+    qemu_export.export_series(cfg.cache, cfg.qemu_src, out, export.NVME_MD)
     return 0
 
 
@@ -159,6 +171,13 @@ def parser() -> argparse.ArgumentParser:
                    help="measure instructions per doorbell as make test's gate does, and rewrite "
                         "its record (harness/bench/icount-record.json); needs --why")
     b.add_argument("--why", help="with --record-icount: why the record changes (kept in it)")
+    nv = add("nvme", cmd_nvme, "build the patched QEMU and the L2 guest, then measure QEMU's "
+             "NVMe device on KVM_IOFD with fio; write results/nvme.*")
+    nv.add_argument("--ios", type=int, default=2000, help="fio I/Os per job (default 2000)")
+    nv.add_argument("--rounds", type=int, default=2,
+                    help="wall-clock rounds, interleaved (default 2; the icount run has one)")
+    nv.add_argument("--build-only", action="store_true",
+                    help="only build (or find up to date) QEMU and the L2 guest")
     add("gates", cmd_gates, "checkpatch --strict and the sparse gate")
     ks = add("kselftests", cmd_kselftests, "run the upstream KVM selftests against the baseline")
     ks.add_argument("--baseline", action="store_true",

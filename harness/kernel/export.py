@@ -128,17 +128,12 @@ def cover_excerpt(markdown: str) -> str:
                          + "; ".join(rest) + "."] if rest else kept)
 
 
-def with_benchmark(body: str, bench_md: Path) -> str:
-    """Replace the text of the cover letter's "Benchmark" section with
-    :func:`cover_excerpt` of *bench_md*.
-
-    The table a reviewer reads must be the one ``make bench`` wrote, not a
-    copy edited by hand, so every export takes it from the last run.  A body
-    without that section, or a missing file, leaves the body as it is.
-    """
+def with_section(body: str, title: str, text: str) -> str:
+    """Replace the text of the cover letter's section *title* with *text*
+    (wrapped for a mail); a body without that section as it is."""
     sections = list(_SECTION.finditer(body))
-    here = next((i for i, m in enumerate(sections) if m.group("title") == "Benchmark"), None)
-    if here is None or not bench_md.is_file():
+    here = next((i for i, m in enumerate(sections) if m.group("title") == title), None)
+    if here is None:
         return body
     start = sections[here].end()
     end = sections[here + 1].start() if here + 1 < len(sections) else len(body)
@@ -147,7 +142,43 @@ def with_benchmark(body: str, bench_md: Path) -> str:
         # The last section ends where a "Changes in vN:" list or the body ends.
         m = re.search(r"^Changes in v\d+:\n", body[start:], re.M)
         end, tail = (start + m.start(), body[start + m.start():]) if m else (len(body), "")
-    return body[:start] + _wrapped(cover_excerpt(bench_md.read_text())) + "\n\n" + tail
+    return body[:start] + _wrapped(text) + "\n\n" + tail
+
+
+def with_benchmark(body: str, bench_md: Path) -> str:
+    """Replace the text of the cover letter's "Benchmark" section with
+    :func:`cover_excerpt` of *bench_md*.
+
+    The table a reviewer reads must be the one ``make bench`` wrote, not a
+    copy edited by hand, so every export takes it from the last run.  A body
+    without that section, or a missing file, leaves the body as it is.
+    """
+    if not bench_md.is_file():
+        return body
+    return with_section(body, "Benchmark", cover_excerpt(bench_md.read_text()))
+
+
+NVME_MD = paths.RESULTS / "nvme.md"
+NVME_SECTION = "A real user: QEMU's NVMe controller"
+
+
+def nvme_excerpt(markdown: str) -> str:
+    """results/nvme.md as a cover letter carries it: no title, the targets
+    as a plain heading.  Both series' cover letters use this one form."""
+    return re.sub(r"(?m)^# .*\n+", "", markdown).replace("## Targets", "Targets:").strip()
+
+
+def with_nvme(body: str, nvme_md: Path) -> str:
+    """The cover letter's :data:`NVME_SECTION` from the last ``make nvme``
+    (results/nvme.md), after a pointer to the QEMU series; as it is
+    without that file."""
+    if not nvme_md.is_file():
+        return body
+    intro = ("The QEMU series in qemu-patch/ of this project (posted to qemu-devel beside "
+             "this one) makes QEMU's NVMe controller serve its doorbells with one buffered "
+             "iofd when the guest has no shadow doorbells (-device nvme,x-dbbuf=off,x-iofd=on). "
+             "make nvme measured it with fio in an unmodified nested Linux guest:")
+    return with_section(body, NVME_SECTION, intro + "\n\n" + nvme_excerpt(nvme_md.read_text()))
 
 
 def _wrapped(markdown: str, width: int = 74) -> str:
@@ -184,6 +215,7 @@ def export(tree: KernelTree, directory: Path, version: int | None = None,
     body = _with_changelog(body, version, old_version)
     if bench_md is not None:
         body = with_benchmark(body, bench_md)
+        body = with_nvme(body, bench_md.with_name(NVME_MD.name))
     if git.is_dirty(tree.path):
         raise HarnessError(f"{tree.path} has uncommitted changes",
                            "commit them on the working branch first; only commits are exported")
@@ -200,7 +232,7 @@ def export(tree: KernelTree, directory: Path, version: int | None = None,
             raise HarnessError("checkpatch --strict found problems:\n  " + "\n  ".join(bad),
                                f"fix them in {tree.path} and run 'make patches' again")
         if by:
-            _refuse_placeholder(made)
+            refuse_placeholder(made)
         if check:
             check(made)
         _clear(out, directory)
@@ -232,13 +264,13 @@ def _format_patch(tree: KernelTree, version: int, tmp: Path, by: Sender | None) 
     if by is None:
         git.git(tree.path, *args, f"{tree.base}..HEAD")
     else:
-        env = {**_scratch_objects(tree.path, tmp / "objects"), **by.env()}
-        tip = _copies_by(tree, by, env, tmp / "message")
+        env = {**scratch_objects(tree.path, tmp / "objects"), **by.env()}
+        tip = copies_by(tree, by, env, tmp / "message")
         git.git(tree.path, *args, "--signoff", f"{tree.base}..{tip}", env=env)
     return sorted(out.glob("*.patch"))
 
 
-def _scratch_objects(tree: Path, objects: Path) -> dict[str, str]:
+def scratch_objects(tree: Path, objects: Path) -> dict[str, str]:
     """Environment in which git writes new objects to *objects* while reading
     the tree's own: the copies never enter the kernel repository."""
     objects.mkdir()
@@ -246,7 +278,7 @@ def _scratch_objects(tree: Path, objects: Path) -> dict[str, str]:
     return {"GIT_OBJECT_DIRECTORY": str(objects), "GIT_ALTERNATE_OBJECT_DIRECTORIES": own}
 
 
-def _copies_by(tree: KernelTree, by: Sender, env: dict[str, str], message: Path) -> str:
+def copies_by(tree: KernelTree, by: Sender, env: dict[str, str], message: Path) -> str:
     """Copy base..HEAD commit by commit (same trees, no checkout) with *by* as
     the author of what the placeholder wrote and in its Signed-off-by; the copy's tip."""
     tip = tree.base
@@ -267,7 +299,7 @@ def resigned(message: str, by: Sender) -> str:
     return _PLACEHOLDER_SOB.sub(lambda _: f"Signed-off-by: {by}", message)
 
 
-def _refuse_placeholder(made: list[Path]) -> None:
+def refuse_placeholder(made: list[Path]) -> None:
     """No placeholder identity may be posted, whichever line names it."""
     for p in made:
         for line in p.read_text().splitlines():
@@ -392,6 +424,8 @@ def export_series(settings: Settings, version: int | None, out: Path | None = No
         say(f"the cover letter's Benchmark section is {BENCH_MD} (make bench)")
     else:
         say(f"no {BENCH_MD}: the cover letter keeps its Benchmark section; run 'make bench' first")
+    if not NVME_MD.is_file():
+        say(f"no {NVME_MD}: the cover letter keeps its NVMe section; run 'make nvme' first")
     export(tree, paths.KERNEL_PATCH_DIR, version=version, out=out, by=by, bench_md=BENCH_MD,
            check=lambda made: w1_check(settings, tree, made))
 

@@ -16,12 +16,9 @@ from pathlib import Path
 
 from virtme_ng.utils import SSH_DIR
 
+from harness.vm.nudge import free_port
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port", "host_keys", "identity", "wait_for_sshd", "write_client_files"]
 
 
 def host_keys() -> list[str]:
