@@ -27,16 +27,14 @@ from harness.qemu import source
 COVER = source.SERIES_DIR / "0000-cover-letter.patch"
 SUBJECT_PREFIX = "PATCH RFC"
 _SUBJECT = re.compile(r"^Subject: \[PATCH RFC 0/\d+\] (.*)$", re.M)
-_RESULTS = re.compile(r"(?ms)^Results\n-+\n(.*?)(?=^\S[^\n]*\n-{3,}\n)")
 
 
 def with_results(cover: str, nvme_md: Path) -> str:
     """*cover* with its Results section replaced by *nvme_md*'s table and
     targets; as it is without that file or section."""
-    if not nvme_md.is_file() or not _RESULTS.search(cover):
+    if not nvme_md.is_file():
         return cover
-    table = export.nvme_excerpt(nvme_md.read_text())
-    return _RESULTS.sub(lambda _: table + "\n\n", cover, count=1)
+    return export.with_section(cover, "Results", export.nvme_excerpt(nvme_md.read_text()))
 
 
 def refresh_cover(nvme_md: Path) -> None:

@@ -99,6 +99,14 @@ def test_without_icount_the_wall_clock_decides_and_says_so() -> None:
     assert "wall ns" in p1p0["figures"]
 
 
+def test_under_tcg_without_icount_the_cost_targets_are_not_measured() -> None:
+    ts = report.targets(report.entries(raw(False), None, VERIFY), wall_decides=False)
+    got = {t["rule"]: t["met"] for t in ts}
+    cost = [r for r in got if "costs less" in r or "within" in r]
+    assert len(cost) == 7 and all(got[r] is None for r in cost)
+    assert got["P1's userspace exits per I/O at least 1.8 below P0's at QD1"] is True
+
+
 def test_render_writes_the_three_files(tmp_path: Path) -> None:
     doc = report.render(raw(False), raw(True), VERIFY, {"ios": IOS, "kernel": "7.3.4"}, tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == set(report.OUTPUTS)

@@ -59,6 +59,8 @@ def test_results_come_from_the_last_nvme_run(tmp_path: Path) -> None:
     got = qemu_export.with_results(cover, md)
     assert "@@NVME-TABLE@@" not in got and "| config | QD |" in got and "Targets:" in got
     assert got.endswith("Base\n----\nDebian\n") and "# QEMU" not in got
+    assert "Results\n-------\n" in got, "the heading stays"
+    assert qemu_export.with_results(got, md) == got, "a second refresh changes nothing"
 
 
 def test_the_copy_to_send_is_yours(tree: KernelTree, tmp_path: Path) -> None:
