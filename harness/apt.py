@@ -82,6 +82,21 @@ def source_dir(dsc: Path) -> str:
     return f"{f.get('Source', '')}-{version}"
 
 
+def _checked(cmd: list[str], cwd: Path, what: str, hint: str) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env,
+                       stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+        raise HarnessError(f"{what} failed (exit {r.returncode}): {' / '.join(tail)}", hint)
+
+
+def extract(deb: Path, into: Path) -> None:
+    """``dpkg-deb -x`` of *deb* into *into* (nothing is installed)."""
+    _checked(["dpkg-deb", "-x", str(deb), str(into)], deb.parent, f"dpkg-deb -x {deb.name}",
+             f"{deb} may be damaged: delete it and run again")
+
+
 class PrivateApt:
     """apt with every directory under *root* and *sources* (whole
     ``sources.list`` lines) as its only source list."""
@@ -103,14 +118,9 @@ class PrivateApt:
         (self.root / "dpkg-status").touch()
 
     def _checked(self, args: list[str], cwd: Path, what: str) -> None:
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
-        r = subprocess.run(["apt-get", *self.options, *args], cwd=cwd, capture_output=True,
-                           text=True, env=env, stdin=subprocess.DEVNULL)
-        if r.returncode != 0:
-            tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
-            raise HarnessError(f"{what} failed (exit {r.returncode}): {' / '.join(tail)}",
-                               f"the private apt configuration is {self.root}; "
-                               "check that deb.debian.org is reachable")
+        _checked(["apt-get", *self.options, *args], cwd, what,
+                 f"the private apt configuration is {self.root}; "
+                 "check that deb.debian.org is reachable")
 
     def update(self) -> None:
         """``apt-get update`` of these sources, once per instance."""

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from harness.buildlog import first_error
 from harness.errors import HarnessError
 from harness.progress import Meter, phase
 
@@ -18,7 +19,6 @@ from harness.progress import Meter, phase
 # (measured); only used to scale the progress bar until a build has run.
 FULL_BUILD_STEPS = 3325
 _STEP = re.compile(r"^\s+(CC|CC \[M\]|AS|AR|LD|LD \[M\]|HOSTCC|OBJCOPY)\s")
-_ERROR = re.compile(r"(error:|Error \d+|\*\*\* |undefined reference|No rule to make target)")
 
 # A full build of this config takes ~3 GiB; an incremental one far less.
 FULL_BUILD_BYTES = 6 << 30
@@ -54,13 +54,6 @@ def check_disk(where: Path, first_build: bool) -> None:
             f" kernel build needs about {need >> 20} MiB",
             "free some space or point KVM_IOFD_CACHE at a bigger disk",
         )
-
-
-def first_error(log: Path) -> str:
-    for line in log.read_text(errors="replace").splitlines():
-        if _ERROR.search(line):
-            return line.strip()
-    return "(no compiler error found; see the log)"
 
 
 def make(tree: Path, targets: list[str], log: Path, label: str, jobs: int,

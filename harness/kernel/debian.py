@@ -13,17 +13,12 @@ into the cache.  Nothing is installed and nothing under ``/etc/apt`` or
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from harness.apt import KEYRING, MIRROR, PrivateApt, apt_options
+from harness.apt import KEYRING, MIRROR, PrivateApt, extract
 from harness.errors import HarnessError
 from harness.progress import phase
-
-__all__ = ["KEYRING", "MIRROR", "PACKAGE", "SUITE", "TREE", "VERSION", "apt_options",
-           "source_line", "tarball"]
 
 PACKAGE = "linux-source-7.3"
 VERSION = "7.3.4-1~bpo13+1"
@@ -37,17 +32,6 @@ a cache that holds an older base is never mistaken for this one."""
 
 def source_line() -> str:
     return f"deb [signed-by={KEYRING}] {MIRROR} {SUITE} main\n"
-
-
-def _checked(cmd: list[str], cwd: Path, what: str) -> None:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env,
-                       stdin=subprocess.DEVNULL)
-    if r.returncode != 0:
-        tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
-        raise HarnessError(f"{what} failed (exit {r.returncode}): {' / '.join(tail)}",
-                           f"the private apt configuration is {cwd.parent}; "
-                           "check that deb.debian.org is reachable")
 
 
 def tarball(cache: Path) -> Path:
@@ -70,7 +54,7 @@ def tarball(cache: Path) -> Path:
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        _checked(["dpkg-deb", "-x", str(deb), str(tmp)], debs, f"dpkg-deb -x {deb.name}")
+        extract(deb, tmp)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         deb.unlink()

@@ -21,6 +21,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+from harness import buildlog
 from harness.apt import BOOKWORM_SOURCES, PrivateApt
 from harness.errors import HarnessError
 from harness.progress import phase, say
@@ -89,14 +90,10 @@ def fio_binary(cache: Path, jobs: int) -> Path:
         src = PrivateApt(cache / "apt-bookworm", BOOKWORM_SOURCES).source(FIO_SPEC, src_parent)
     log = cache / "logs" / "fio-build.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with phase(f"building a static fio {FIO_VERSION} (log: {log})"), open(log, "w") as f:
-        for cmd in (["./configure", *FIO_CONFIGURE], ["make", f"-j{jobs}", "fio"]):
-            f.write(f"$ {' '.join(cmd)}\n")
-            f.flush()
-            if subprocess.run(cmd, cwd=src, stdout=f, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL).returncode:
-                raise HarnessError(f"building fio failed at '{' '.join(cmd[:2])}'",
-                                   f"the log is {log}")
+    log.write_text("")
+    with phase(f"building a static fio {FIO_VERSION} (log: {log})"):
+        buildlog.run(["./configure", *FIO_CONFIGURE], src, log, "fio's configure")
+        buildlog.run(["make", f"-j{jobs}", "fio"], src, log, "building fio")
     if not is_static(src / "fio"):
         raise HarnessError(f"{src / 'fio'} is not statically linked",
                            f"the L2 initramfs has no libraries; see {log}")

@@ -30,6 +30,7 @@ from harness.progress import phase, say
 from harness.vm import boot, nudge, session
 from harness.vm.boot import BootOptions
 from harness.vm.session import Session
+from payload.nvme import configs
 
 RAW = {"plain": "raw-nvme.json", "verify": "raw-nvme-verify.json",
        "counted": "raw-nvme-icount.json"}
@@ -91,13 +92,13 @@ def _measure(kernel: Kernel, opts: BootOptions, got: Inputs, size: Size, out_dir
     raws: dict[str, Any] = {}
     with l1(opts, kernel) as s:
         # One L2 boot per configuration and queue depth (payload.nvme.runner).
-        n = 15 * (1 if counted else size.rounds)
+        rounds = 1 if counted else size.rounds
+        n = len(configs.CONFIGS) * len(configs.QDS) * rounds
         how = " under icount (instructions)" if counted else ""
-        with phase(f"NVMe: 5 configurations x QD 1, 4, 16 x {size.ios} I/Os x "
-                   f"{1 if counted else size.rounds} rounds{how}"):
+        with phase(f"NVMe: {len(configs.CONFIGS)} configurations x QD "
+                   f"{', '.join(map(str, configs.QDS))} x {size.ios} I/Os x {rounds} rounds{how}"):
             key = "counted" if counted else "plain"
-            raws[key] = run_runner(s, got, f"--ios {size.ios} --rounds "
-                                           f"{1 if counted else size.rounds}"
+            raws[key] = run_runner(s, got, f"--ios {size.ios} --rounds {rounds}"
                                            f"{' --counted' if counted else ''}",
                                    RAW[key], out_dir, n, ICOUNT_BUDGET if counted else None)
         if not counted:

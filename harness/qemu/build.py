@@ -10,11 +10,10 @@ build is skipped without starting ninja.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness import buildlog
 from harness.kernel import git
 from harness.kernel.source import KernelTree
 from harness.progress import phase, say
@@ -25,19 +24,6 @@ CONFIGURE = ("--target-list=x86_64-softmmu", "--without-default-features", "--en
              # The tree is a git repository with no submodules: do not fetch any.
              "--with-git-submodules=ignore")
 BINARY = "qemu-system-x86_64"
-
-
-def _run(cmd: list[str], cwd: Path, log: Path, what: str) -> None:
-    with open(log, "a") as f:
-        f.write(f"$ {' '.join(cmd)}\n")
-        f.flush()
-        r = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
-                           stdin=subprocess.DEVNULL)
-    if r.returncode != 0:
-        lines = [ln for ln in log.read_text(errors="replace").splitlines()
-                 if "error" in ln.lower()][:3]
-        raise HarnessError(f"{what} failed (exit {r.returncode}): {' / '.join(lines) or 'see log'}",
-                           f"the full log is {log}")
 
 
 def build(cache: Path, tree: KernelTree, jobs: int) -> Path:
@@ -61,9 +47,9 @@ def build(cache: Path, tree: KernelTree, jobs: int) -> Path:
         json.loads(stamp.read_text()).get("configure") == list(CONFIGURE)
     if not configured:
         with phase(f"configuring QEMU ({tree.name})"):
-            _run([str(tree.path / "configure"), *CONFIGURE], out, log, "QEMU's configure")
+            buildlog.run([str(tree.path / "configure"), *CONFIGURE], out, log, "QEMU's configure")
     with phase(f"building {BINARY} ({tree.name}, ninja -j{jobs})"):
-        _run(["ninja", "-j", str(jobs), BINARY], out, log, f"building {BINARY}")
+        buildlog.run(["ninja", "-j", str(jobs), BINARY], out, log, f"building {BINARY}")
     stamp.write_text(json.dumps(want))
     say(f"QEMU built in {time.monotonic() - t0:.0f} s: {binary} (log {log})")
     return binary

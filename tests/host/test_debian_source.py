@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import settings
+from harness.apt import apt_options
 from harness.kernel import debian
 
 if shutil.which("apt-config") is None:
@@ -42,7 +43,7 @@ def _policy(options: list[str]) -> str:
 
 
 def test_every_apt_directory_is_moved_under_the_private_root(tmp_path: Path) -> None:
-    private = _resolved(debian.apt_options(tmp_path))
+    private = _resolved(apt_options(tmp_path))
     host = _resolved([])
     for key in PLACES:
         assert private[key].startswith(f"{tmp_path}/"), (key, private[key])
@@ -62,4 +63,4 @@ def test_the_host_apt_does_not_know_the_package_the_private_one_does() -> None:
     if not (root / "lists").is_dir() or not any((root / "lists").glob("*Packages*")):
         pytest.skip(f"no private apt lists at {root}: run 'make build' first")
     assert f"Candidate: {debian.VERSION}" not in _policy([])
-    assert f"Candidate: {debian.VERSION}" in _policy(debian.apt_options(root))
+    assert f"Candidate: {debian.VERSION}" in _policy(apt_options(root))

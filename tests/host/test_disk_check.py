@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import pytest
 
+from harness import buildlog
 from harness.errors import HarnessError
 from harness.kernel import build
 
@@ -34,4 +35,4 @@ def test_first_error_is_the_compiler_error(tmp_path: Path) -> None:
     log = tmp_path / "build.log"
     log.write_text("  CC virt/kvm/eventfd.o\nvirt/kvm/eventfd.c:12:3: error: expected ';'\n"
                    "make[4]: *** [scripts/Makefile.build:229: virt/kvm/eventfd.o] Error 1\n")
-    assert build.first_error(log) == "virt/kvm/eventfd.c:12:3: error: expected ';'"
+    assert buildlog.first_error(log) == "virt/kvm/eventfd.c:12:3: error: expected ';'"
